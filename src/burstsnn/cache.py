@@ -1,0 +1,133 @@
+"""Content-addressed ANN checkpoints: a key from the config, a file lock, atomic writes.
+
+An entry is `<root>/<key>/model.pt` (a plain state_dict) and `<root>/<key>/meta.json`
+(the config that determined the ANN, its accuracy and the checkpoint's SHA-256). The meta
+file is written last, so an entry without it is incomplete and is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+# Data settings that do not change the trained ANN (where the files are, how fast they load,
+# how the test set is read); every other data/model/train setting and the seed do.
+DATA_KEYS_NOT_IN_KEY = frozenset(
+    {"root", "download", "num_workers", "eval_batch_size", "limit_test_samples"}
+)
+CHECKPOINT = "model.pt"
+META = "meta.json"
+
+
+def ann_identity(cfg: DictConfig) -> dict[str, Any]:
+    """The part of the job config that determines the trained ANN (and nothing else)."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    return {
+        "data": {k: v for k, v in data.items() if k not in DATA_KEYS_NOT_IN_KEY},
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "train": OmegaConf.to_container(cfg.train, resolve=True),
+        "seed": cfg.seed,
+    }
+
+
+def ann_key(cfg: DictConfig) -> str:
+    """Stable hex key of `ann_identity(cfg)`."""
+    text = json.dumps(ann_identity(cfg), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` on a temp file beside `path`, fsync it, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with tmp.open("rb") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write `payload` as indented JSON to `path` atomically."""
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, sort_keys=True)))
+
+
+class AnnCache:
+    """ANN checkpoints under `root`, one folder per key."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def entry(self, key: str) -> Path:
+        return self.root / key
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold the key's file lock (an OS lock: a killed holder releases it)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.root / f"{key}.lock")):
+            yield
+
+    def load(self, key: str, model: nn.Module) -> dict[str, Any] | None:
+        """Load the entry's weights into `model` and return its meta; None if absent or corrupt."""
+        folder = self.entry(key)
+        meta_path, checkpoint = folder / META, folder / CHECKPOINT
+        if not meta_path.exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            if sha256_of(checkpoint) != meta["sha256"]:
+                raise ValueError("checksum mismatch")
+            model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
+            warnings.warn(f"ANN cache entry {folder} is corrupt ({error}); retraining it.")
+            return None
+        return meta
+
+    def save(self, key: str, model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+        """Store `model`'s weights and `meta` (+ checksum) atomically; returns the stored meta."""
+        folder = self.entry(key)
+        (folder / META).unlink(missing_ok=True)  # the entry is incomplete until meta is back
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        write_atomic(folder / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+        stored = {**meta, "sha256": sha256_of(folder / CHECKPOINT)}
+        write_json_atomic(folder / META, stored)
+        return stored
+
+    def load_or_train(
+        self, key: str, model: nn.Module, train: Callable[[nn.Module], dict[str, Any]]
+    ) -> tuple[dict[str, Any], bool]:
+        """Fill `model` from the cache, or train it with `train(model) -> meta` and store it.
+
+        Parallel callers with the same key train once: the others wait on the lock and load.
+        Returns (meta, trained).
+        """
+        with self.lock(key):
+            meta = self.load(key, model)
+            if meta is not None:
+                return meta, False
+            return self.save(key, model, train(model)), True
