@@ -1,0 +1,100 @@
+"""Activation calibration: λ_l = p-th percentile of a layer's ReLU outputs (paper §3.1)."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def percentile(x: Tensor, p: float, dim: int | None = None) -> Tensor:
+    """p-th percentile (0 ≤ p ≤ 100) of ``x``, equal to ``numpy.percentile(method="linear")``.
+
+    Exact for any size (uses ``kthvalue``, not ``torch.quantile``, which refuses
+    inputs above 16M elements).  ``dim=None``: over all elements (a 0-d tensor);
+    otherwise along ``dim`` (that dim is removed).  Computed in float64.
+    """
+    x = x.detach().to(torch.float64)
+    if dim is None:
+        x, dim = x.reshape(-1), 0
+    n = x.shape[dim]
+    rank = p / 100.0 * (n - 1)
+    lo = int(rank)
+    hi = min(lo + 1, n - 1)
+    v_lo = torch.kthvalue(x, lo + 1, dim=dim).values
+    if hi == lo:
+        return v_lo
+    v_hi = torch.kthvalue(x, hi + 1, dim=dim).values
+    return v_lo + (v_hi - v_lo) * (rank - lo)
+
+
+class _Recorder:
+    """Forward hook that keeps a module's outputs (detached, on CPU)."""
+
+    def __init__(self) -> None:
+        self.outputs: list[Tensor] = []
+
+    def __call__(self, module: nn.Module, inputs: tuple, output: Tensor) -> None:
+        self.outputs.append(output.detach().to("cpu", torch.float32))
+
+
+def _layer_lambda(name: str, acts: Tensor, p: float, channel_wise: bool) -> Tensor:
+    """acts: [N, C, ...] -> λ, a scalar or (channel_wise) ``[C, 1, ...]``, broadcastable to [B, C, ...]."""
+    if not bool(torch.isfinite(acts).all()):
+        raise ValueError(f"layer '{name}': NaN or inf in activations during calibration")
+    if channel_wise:
+        per_channel = acts.transpose(0, 1).reshape(acts.shape[1], -1)
+        lam = percentile(per_channel, p, dim=1).view(-1, *([1] * (acts.dim() - 2)))
+    else:
+        lam = percentile(acts, p)
+    lam = lam.to(torch.get_default_dtype())
+    if bool((lam <= 0).any()):
+        warnings.warn(
+            f"layer '{name}' never activated during calibration (λ = 0"
+            f"{' in some channels' if channel_wise else ''}); using λ = 1.0 there",
+            stacklevel=3,
+        )
+        lam = torch.where(lam > 0, lam, torch.ones_like(lam))
+    return lam
+
+
+@torch.no_grad()
+def calibrate(
+    model: nn.Module,
+    calib_loader: Iterable,
+    layers: Sequence[str],
+    *,
+    p: float = 99.9,
+    channel_wise: bool = False,
+    calib_batches: int = 1,
+) -> dict[str, Tensor]:
+    """λ per layer: the p-th percentile of each named module's outputs, zeros included.
+
+    Runs the first ``calib_batches`` batches of ``calib_loader`` (an iterable of
+    ``(inputs, targets)``; bare input tensors also work) through ``model`` in eval
+    mode.  p = 100 is max-norm.  Returns name -> λ (0-d, or ``[C, 1, ...]`` per channel).
+    A layer that never activates gets λ = 1 and a warning; NaN/inf -> ValueError.
+    """
+    device = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
+    modules = dict(model.named_modules())
+    recorders = {name: _Recorder() for name in layers}
+    handles = [modules[name].register_forward_hook(rec) for name, rec in recorders.items()]
+    model.eval()
+    seen = 0
+    try:
+        for batch in itertools.islice(calib_loader, calib_batches):
+            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+            model(inputs.to(device))
+            seen += 1
+    finally:
+        for handle in handles:
+            handle.remove()
+    if seen == 0:
+        raise ValueError("calib_loader yielded no batches")
+    return {
+        name: _layer_lambda(name, torch.cat(rec.outputs), p, channel_wise)
+        for name, rec in recorders.items()
+    }

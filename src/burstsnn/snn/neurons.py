@@ -1,0 +1,91 @@
+"""Burst integrate-and-fire neuron (paper Eq. 2-4 and Algorithm 1)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+RESETS = ("soft", "hard")
+
+
+class BurstNeuron(nn.Module):
+    """Integrate-and-fire neuron that may emit up to ``gamma`` spikes per step.
+
+    Per step t:  V += I(t);  s = clamp(floor(V/θ), 0, Γ)  (a spike count);
+    soft reset: V -= s·θ;  hard reset: V = 0 where s > 0.  Output: s·θ, so the
+    next layer receives current on the ANN's scale (threshold balancing, Eq. 6).
+    Γ = 1 is the plain IF neuron.  V starts at ``v_init``·θ.
+
+    Args:
+        threshold: θ, a positive float or a tensor broadcastable against one
+            step of input ``[B, ...]`` (e.g. ``[C, 1, 1]`` for per-channel θ).
+        gamma: Γ, the most spikes per step (int ≥ 1).
+        reset: "soft" (subtract s·θ) or "hard" (to zero on firing).
+        v_init: initial membrane potential in units of θ.
+
+    State: ``v`` (membrane potential ``[B, ...]``, None after ``reset()``) carries
+    over between calls.  With ``record = True`` each call appends the total spike
+    count per step (summed over batch and neurons; a burst of k counts k) to
+    ``spike_counts``, a ``[T]`` tensor over all steps since the last reset.
+    ``num_neurons`` is the number of neurons per sample seen in the last call.
+    """
+
+    def __init__(
+        self,
+        threshold: float | Tensor,
+        gamma: int = 1,
+        reset: str = "soft",
+        v_init: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if isinstance(gamma, bool) or not isinstance(gamma, int) or gamma < 1:
+            raise ValueError(f"gamma must be an int >= 1, got {gamma!r}")
+        if reset not in RESETS:
+            raise ValueError(f"reset must be one of {RESETS}, got {reset!r}")
+        threshold = torch.as_tensor(threshold, dtype=torch.get_default_dtype())
+        if not bool(torch.all(threshold > 0)) or not bool(torch.all(torch.isfinite(threshold))):
+            raise ValueError("threshold must be positive and finite")
+        self.register_buffer("threshold", threshold.clone())
+        self.gamma = gamma
+        self.reset_mode = reset
+        self.v_init = float(v_init)
+        self.record = False
+        self.v: Tensor | None = None
+        self.spike_counts: Tensor | None = None
+        self.num_neurons = 0
+
+    def extra_repr(self) -> str:
+        theta = self.threshold
+        shown = f"{theta.item():.4g}" if theta.numel() == 1 else f"tensor{tuple(theta.shape)}"
+        return f"threshold={shown}, gamma={self.gamma}, reset={self.reset_mode}, v_init={self.v_init}"
+
+    def reset(self) -> None:
+        """Forget the membrane potential and the recorded spike counts."""
+        self.v = None
+        self.spike_counts = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: input current ``[T, B, ...]`` -> output ``[T, B, ...]`` = s·θ."""
+        theta = self.threshold
+        v = self.v
+        if v is None:
+            v = torch.zeros_like(x[0]) + self.v_init * theta
+        self.num_neurons = x[0, 0].numel()
+        out = torch.empty_like(x)
+        counts = x.new_zeros(x.shape[0]) if self.record else None
+        for t in range(x.shape[0]):
+            v = v + x[t]
+            s = torch.floor(v / theta)
+            # floor(V/θ) may round up by one when V is just below k·θ.
+            s = (s - (s * theta > v).to(s.dtype)).clamp_(0, self.gamma)
+            if self.reset_mode == "soft":
+                v = v - s * theta
+            else:
+                v = torch.where(s > 0, torch.zeros_like(v), v)
+            out[t] = s * theta
+            if counts is not None:
+                counts[t] = s.sum()
+        self.v = v
+        if counts is not None:
+            self.spike_counts = counts if self.spike_counts is None else torch.cat([self.spike_counts, counts])
+        return out

@@ -1,0 +1,119 @@
+"""Spiking max pooling: LIPool (paper Eq. 12) and the SpikeMaxPool baseline (Eq. 11).
+
+Both take burst spike trains (values s·θ, s in 0..Γ) ``[T, B, C, H, W]`` and keep
+``cumulative_input`` ``[B, C, H, W]`` and ``cumulative_output`` ``[B, C, H', W']``
+(sums over all steps since ``reset()``, in the input's units) readable after a run.
+``unit`` is the θ of the neuron feeding the pool (set by ``convert``; 1 otherwise):
+cumulative state / unit is in spike counts.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+class _SpikingPool(nn.Module):
+    """Shared arguments and state of the spiking max pools."""
+
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] | None = None,
+        padding: int | tuple[int, int] = 0,
+        ceil_mode: bool = False,
+    ) -> None:
+        super().__init__()
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride) if stride is not None else self.kernel_size
+        self.padding = _pair(padding)
+        self.ceil_mode = ceil_mode
+        self.register_buffer("unit", torch.tensor(1.0))
+        self.cumulative_input: Tensor | None = None
+        self.cumulative_output: Tensor | None = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, ceil_mode={self.ceil_mode}"
+        )
+
+    def reset(self) -> None:
+        """Forget the cumulative input and output."""
+        self.cumulative_input = None
+        self.cumulative_output = None
+
+    def _maxpool(self, x: Tensor) -> Tensor:
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode)
+
+    def _cumulate(self, x: Tensor) -> Tensor:
+        """x: [T, B, C, H, W] -> cumulative input after each step, same shape."""
+        c0 = self.cumulative_input
+        if c0 is None:
+            c0 = torch.zeros_like(x[0])
+        c = torch.cumsum(torch.cat([c0.unsqueeze(0), x]), dim=0)[1:]
+        self.cumulative_input = c[-1]
+        return c
+
+
+class LIPool(_SpikingPool):
+    """Lateral-inhibition pooling: cumulative output = max-pool of cumulative input.
+
+    out(t) = maxpool(C(t)) − maxpool(C(t−1)), the closed form of Eq. 12, for any
+    kernel/stride/padding/ceil_mode that ``nn.MaxPool2d`` accepts.
+    forward(x: [T, B, C, H, W]) -> [T, B, C, H', W'].
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        steps, batch = x.shape[:2]
+        c = self._cumulate(x)
+        m = self._maxpool(c.flatten(0, 1))
+        m = m.view(steps, batch, *m.shape[1:])
+        prev = self.cumulative_output
+        if prev is None:
+            prev = torch.zeros_like(m[0])
+        self.cumulative_output = m[-1]
+        return torch.diff(m, dim=0, prepend=prev.unsqueeze(0))
+
+
+class SpikeMaxPool(_SpikingPool):
+    """Baseline spiking max pool (Eq. 11): pass the current winner's input.
+
+    In each window, the winner is the position with the largest cumulative input
+    (this step included); among equal cumulative inputs the larger current input
+    wins.  The output is the winner's input of this step, so the cumulative output
+    lies between the max and the sum of the window's cumulative inputs.
+    forward(x: [T, B, C, H, W]) -> [T, B, C, H', W'].
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        steps, batch = x.shape[:2]
+        c = self._cumulate(x).flatten(0, 1)
+        out = self._select(c, x.flatten(0, 1))
+        out = out.view(steps, batch, *out.shape[1:])
+        total = out.sum(0)
+        prev = self.cumulative_output
+        self.cumulative_output = total if prev is None else prev + total
+        return out
+
+    def _select(self, c: Tensor, x: Tensor) -> Tensor:
+        """c, x: [N, C, H, W] -> x at each window's winner, [N, C, H', W']."""
+        out_h, out_w = self._maxpool(c).shape[-2:]
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        pad = (pw, pw + kw, ph, ph + kh)  # extra right/bottom room for ceil_mode
+        c, x = F.pad(c, pad, value=float("-inf")), F.pad(x, pad, value=0.0)
+        rows, cols = slice(None, out_h * sh, sh), slice(None, out_w * sw, sw)
+        best_c = torch.full_like(c[..., rows, cols], float("-inf"))
+        best_x = torch.zeros_like(best_c)
+        for i in range(kh):  # scan the window offsets, keeping the winner so far
+            for j in range(kw):
+                ci, xi = c[..., i:, j:][..., rows, cols], x[..., i:, j:][..., rows, cols]
+                wins = (ci > best_c) | ((ci == best_c) & (xi > best_x))
+                best_c = torch.where(wins, ci, best_c)
+                best_x = torch.where(wins, xi, best_x)
+        return best_x
