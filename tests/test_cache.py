@@ -9,7 +9,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from burstsnn.cache import AnnCache, ann_key, write_json_atomic
+from burstsnn.atomic import write_json_atomic
+from burstsnn.cache import AnnCache, ann_key
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 

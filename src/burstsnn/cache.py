@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +19,8 @@ import torch
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+
+from burstsnn.atomic import sha256_of, write_atomic, write_json_atomic
 
 # Data settings that do not change the trained ANN (where the files are, how fast they load,
 # how the test set is read); every other data/model/train setting and the seed do.
@@ -46,34 +46,6 @@ def ann_key(cfg: DictConfig) -> str:
     """Stable hex key of `ann_identity(cfg)`."""
     text = json.dumps(ann_identity(cfg), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temp file beside `path`, fsync it, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with tmp.open("rb") as written:
-            os.fsync(written.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write `payload` as indented JSON to `path` atomically."""
-    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, sort_keys=True)))
 
 
 class AnnCache:

@@ -15,6 +15,7 @@ from pytorch_lightning.loggers import Logger
 from torch import nn
 
 from burstsnn.ann import ANNClassifier
+from burstsnn.atomic import write_json_atomic
 from burstsnn.cache import AnnCache, ann_key
 from burstsnn.config import ConfigError, validate
 from burstsnn.data import ImageDataModule
@@ -110,4 +111,11 @@ def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
     log.info("%s the ANN (%.1f s): %s", "Trained" if trained else "Reused cached", ann_seconds, where)
     ann_acc = test_ann(cfg, model, data, False)
     log.info("ANN test accuracy: %.2f %%", 100 * ann_acc)
-    return {"ann": {"key": key, "trained": trained, "checkpoint": str(where), "test_acc": ann_acc}}
+    results = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "ann": {"key": key, "trained": trained, "checkpoint": str(where), "test_acc": ann_acc,
+                "val_acc": meta.get("val_acc"), "train_seconds": meta.get("train_seconds")},
+        "timings": {"ann_s": ann_seconds},
+    }
+    write_json_atomic(context.job_dir / "results.json", results)
+    return results

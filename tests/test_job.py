@@ -1,0 +1,47 @@
+"""A whole job on tiny data, through the same code `python run.py` runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from burstsnn.job import JobContext, run_job
+from conftest import REPO, tiny_overrides
+
+
+def test_job_trains_once_then_reuses_the_ann(job_config, tmp_path: Path) -> None:
+    first = run_job(job_config(), JobContext(tmp_path / "job1"))
+    assert first["ann"]["trained"] is True
+    second = run_job(job_config("gamma=2", "T=8", "p=99"), JobContext(tmp_path / "job2"))
+    assert second["ann"]["trained"] is False
+    assert second["ann"]["key"] == first["ann"]["key"]
+    assert second["ann"]["test_acc"] == first["ann"]["test_acc"]
+    retrained = run_job(job_config("seed=1"), JobContext(tmp_path / "job3"))
+    assert retrained["ann"]["trained"] is True and retrained["ann"]["key"] != first["ann"]["key"]
+
+
+@pytest.mark.slow
+def test_run_py_entry_point(tiny_idx_root: Path, tmp_path: Path) -> None:
+    """`python run.py ...` as a user runs it: exit 0, logs training then reuse, writes results."""
+    overrides = tiny_overrides(tiny_idx_root, tmp_path / "cache")
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "run.py", *overrides, f"hydra.run.dir={tmp_path}/run", *extra],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        )
+
+    first = run()
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Trained the ANN" in first.stdout + first.stderr
+    second = run("gamma=2")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Reused cached" in second.stdout + second.stderr
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["ann"]["trained"] is False
