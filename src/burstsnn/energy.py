@@ -1,0 +1,274 @@
+"""Operation counts and energy (paper §4.4): MACs of the ANN, ACs of the SNN.
+
+An ANN layer costs one MAC per weight use.  An SNN layer fed by spikes costs one
+AC per synaptic event (each spike, a burst of k counting k, reaching each output it
+is connected to); the first layer, fed analog input, costs its MACs at every step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, fx, nn
+from torchmetrics import Metric
+
+from burstsnn.snn.network import MultiStep, SpikingNetwork
+from burstsnn.snn.neurons import BurstNeuron
+from burstsnn.snn.pooling import _SpikingPool
+
+E_MAC_PJ = 4.6
+E_AC_PJ = 0.9
+
+_SYNAPTIC = (nn.Conv1d, nn.Conv2d, nn.Linear)
+# Nodes between a neuron and a synaptic layer that carry its spikes along unchanged
+# (shape only) or pooled.
+_PASS_MODULES = (
+    nn.Flatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+)
+_PASS_FUNCTIONS = (torch.flatten, F.avg_pool2d, F.adaptive_avg_pool2d, F.dropout, F.dropout1d, F.dropout2d)
+_PASS_METHODS = ("view", "reshape", "flatten", "contiguous")
+
+
+@dataclass
+class SynapticLayer:
+    """A Conv/Linear layer of a converted network.
+
+    ``input_unit``: θ of the neuron whose spikes it receives (input value / θ =
+    spike count; 0-d or per channel ``[C, 1, ...]``), or None for a layer fed by
+    the analog input.
+    """
+
+    name: str
+    module: nn.Module
+    input_unit: float | Tensor | None
+
+
+def _describe(gm: fx.GraphModule, node: fx.Node) -> str:
+    if node.op == "call_module":
+        return f"layer '{node.target}' ({type(gm.get_submodule(node.target)).__name__})"
+    target = getattr(node.target, "__name__", node.target)
+    return f"node '{node.name}' ({node.op} {target})"
+
+
+def _passes_spikes(node: fx.Node, module: nn.Module | None) -> bool:
+    """Whether ``node`` (``module``: its module, if a call_module) hands its input's
+    spikes on, reshaped or pooled."""
+    if node.op == "call_module":
+        return isinstance(module, _PASS_MODULES) or (
+            isinstance(module, MultiStep) and isinstance(module.module, _SpikingPool)
+        )
+    if node.op == "call_function":
+        return node.target in _PASS_FUNCTIONS
+    return node.op == "call_method" and node.target in _PASS_METHODS
+
+
+def _input_unit(gm: fx.GraphModule, node: fx.Node) -> Tensor | None:
+    """θ of the neuron whose spikes reach synaptic layer ``node``; None for the graph input."""
+    source = node.args[0]
+    while isinstance(source, fx.Node):
+        if source.op == "placeholder":
+            return None
+        module = gm.get_submodule(source.target) if source.op == "call_module" else None
+        if isinstance(module, MultiStep) and isinstance(module.module, BurstNeuron):
+            return module.module.threshold
+        if not _passes_spikes(source, module):
+            break
+        source = source.args[0]
+    found = _describe(gm, source) if isinstance(source, fx.Node) else repr(source)
+    raise ValueError(
+        f"layer '{node.target}': its input comes from {found}, neither spiking neurons (through "
+        "shape-only or pooling nodes) nor the network input; cannot count its synaptic events"
+    )
+
+
+def synaptic_layers(snn: SpikingNetwork) -> list[SynapticLayer]:
+    """The Conv1d/Conv2d/Linear layers of ``snn.net`` in graph order, each with the θ of
+    the neuron feeding it (None: fed by the analog input).  ValueError naming the
+    layer when its input is neither (e.g. a residual sum) or it is called more than once."""
+    gm = snn.net
+    layers, seen = [], set()
+    for node in gm.graph.nodes:
+        if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), _SYNAPTIC):
+            continue
+        if node.target in seen:
+            raise ValueError(f"layer '{node.target}' is called more than once; cannot attribute its operations")
+        seen.add(node.target)
+        layers.append(SynapticLayer(node.target, gm.get_submodule(node.target), _input_unit(gm, node)))
+    return layers
+
+
+def _fan_in(module: nn.Module) -> int:
+    """Inputs summed per output value (MACs per output element)."""
+    if isinstance(module, nn.Linear):
+        return module.in_features
+    return module.in_channels // module.groups * math.prod(module.kernel_size)
+
+
+def count_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
+    """MACs per image of each Conv1d/Conv2d/Linear layer of an ANN or a ``SpikingNetwork``
+    (names as in ``model``, or in ``snn.net``): output elements × fan-in
+    (Conv2d: C_out·H_out·W_out·(C_in/groups)·kH·kW; Linear: in·out).
+
+    ``input_shape``: one sample's shape, e.g. (3, 32, 32).  Runs one forward of a zero
+    input of batch 1 (for a ``SpikingNetwork``, T = 1) in eval mode.
+    """
+    root = model.net if isinstance(model, SpikingNetwork) else model
+    macs: dict[str, int] = {}
+
+    def hook(name: str) -> Callable[[nn.Module, tuple, Tensor], None]:
+        def count(module: nn.Module, inputs: tuple, output: Tensor) -> None:
+            macs[name] = macs.get(name, 0) + output[0].numel() * _fan_in(module)
+
+        return count
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in root.named_modules() if isinstance(m, _SYNAPTIC)]
+    param = next(model.parameters())
+    x = torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype)
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x, T=1) if isinstance(model, SpikingNetwork) else model(x)
+    finally:
+        model.train(training)
+        for h in handles:
+            h.remove()
+    return macs
+
+
+def _spike_counts(x: Tensor, unit: Tensor) -> Tensor:
+    """x: input values ``[N, C, ...]`` (or flattened ``[N, C·...]``), unit: θ, 0-d or per
+    channel ``[C, 1, ...]`` -> spike counts, same shape as x."""
+    if unit.numel() == 1:
+        return x / unit
+    c = unit.numel()
+    return (x.reshape(x.shape[0], c, -1) / unit.reshape(1, c, 1)).reshape(x.shape)
+
+
+def _events(module: nn.Module, counts: Tensor) -> Tensor:
+    """Synaptic events (0-d, float64) of input spike counts ``counts`` ``[N, C_in, ...]``:
+    each spike reaches every output it is connected to."""
+    if isinstance(module, nn.Linear):
+        return counts.sum(dtype=torch.float64) * module.out_features
+    conv = F.conv1d if isinstance(module, nn.Conv1d) else F.conv2d
+    ones = counts.new_ones(1, 1, *module.kernel_size)
+    # Outputs whose receptive field covers each input position, summed over positions.
+    reach = conv(counts.sum(1, keepdim=True), ones, None, module.stride, module.padding, module.dilation)
+    return reach.sum(dtype=torch.float64) * (module.out_channels // module.groups)
+
+
+class SynapticOps(Metric):
+    """Accumulate operations (ACs: synaptic events) of a ``SpikingNetwork``'s spike-fed layers.
+
+    Built from ``synaptic_layers(snn)``; keeps the names of the layers fed by spikes
+    (the first, analog-fed layers cost MACs instead).  Usage::
+
+        with ops.hooks(snn):
+            out = snn(x, T)
+            ops.update(x.shape[0])
+
+    Inputs of a hooked layer arrive as ``[steps·B, ...]`` values s·θ; s = value / θ
+    (a burst of k spikes counts k; after average pooling, the pooled counts).
+    States: ``acs`` ``[L]`` (events per layer, float64) and ``samples``, both summed
+    over DDP ranks.  compute() -> {layer: ACs per image (0-d tensor)}.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+
+    def __init__(self, layers: Sequence[SynapticLayer], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.layer_names = [layer.name for layer in layers if layer.input_unit is not None]
+        self.add_state("acs", torch.zeros(len(self.layer_names), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("samples", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self._pending: dict[str, Tensor] = {}
+
+    @contextmanager
+    def hooks(self, snn: SpikingNetwork) -> Iterator[SynapticOps]:
+        """Within the block, count the events of every forward of ``snn`` (outputs are
+        unchanged); call ``update(batch_size)`` after each forward."""
+        layers = {layer.name: layer for layer in synaptic_layers(snn)}
+        handles = []
+        self._pending = {}
+        try:
+            for name in self.layer_names:
+                layer = layers.get(name)
+                if layer is None or layer.input_unit is None:
+                    raise ValueError(f"layer '{name}' is not a spike-fed synaptic layer of this network")
+                if getattr(layer.module, "padding_mode", "zeros") != "zeros":
+                    raise ValueError(f"layer '{name}': only zero padding is supported")
+                handles.append(layer.module.register_forward_hook(self._hook(name, layer.input_unit)))
+            yield self
+        finally:
+            for h in handles:
+                h.remove()
+
+    def _hook(self, name: str, unit: Tensor) -> Callable[[nn.Module, tuple, Tensor], None]:
+        def count(module: nn.Module, inputs: tuple, output: Tensor) -> None:
+            events = _events(module, _spike_counts(inputs[0], unit))
+            self._pending[name] = self._pending[name] + events if name in self._pending else events
+
+        return count
+
+    def update(self, batch_size: int) -> None:
+        """Add the events counted since the last update, for ``batch_size`` samples."""
+        if self.layer_names and not self._pending:
+            raise RuntimeError("no forward ran inside hooks() since the last update")
+        zero = torch.zeros((), dtype=torch.float64)
+        acs = [self._pending.get(name, zero).to(self.acs.device) for name in self.layer_names]
+        if acs:
+            self.acs += torch.stack(acs)
+        self.samples += batch_size
+        self._pending = {}
+
+    def compute(self) -> dict[str, Tensor]:
+        per_image = self.acs / self.samples
+        return {name: per_image[i] for i, name in enumerate(self.layer_names)}
+
+
+def energy_report(
+    macs: dict[str, int],
+    acs_per_image: dict[str, float],
+    T: int,
+    first_layers: Sequence[str],
+    e_mac: float = E_MAC_PJ,
+    e_ac: float = E_AC_PJ,
+) -> dict[str, Any]:
+    """Energy per image in pJ (paper §4.4, after Rathi & Roy 2021).
+
+    ANN = Σ MACs·E_MAC.  SNN = T·Σ_{first layers} MACs·E_MAC (analog input: MACs at
+    every step) + Σ_{other layers} ACs·E_AC.  ``macs``: every layer's MACs per image;
+    ``acs_per_image``: ACs per image of every layer not in ``first_layers``.
+    Returns ann_macs, snn_macs, snn_acs, ann_energy_pj, snn_energy_pj,
+    energy_ratio (SNN / ANN), e_mac_pj, e_ac_pj and acs_per_layer.
+    """
+    first = set(first_layers)
+    if not first <= macs.keys():
+        raise ValueError(f"first layers without MACs: {sorted(first - macs.keys())}")
+    others = macs.keys() - first
+    if others != acs_per_image.keys():
+        raise ValueError(
+            f"ACs must be given for exactly the non-first layers {sorted(others)}; got {sorted(acs_per_image)}"
+        )
+    ann_macs = sum(macs.values())
+    snn_macs = T * sum(macs[name] for name in first)
+    snn_acs = float(sum(acs_per_image.values()))
+    ann_energy = ann_macs * e_mac
+    snn_energy = snn_macs * e_mac + snn_acs * e_ac
+    return {
+        "ann_macs": ann_macs,
+        "snn_macs": snn_macs,
+        "snn_acs": snn_acs,
+        "ann_energy_pj": ann_energy,
+        "snn_energy_pj": snn_energy,
+        "energy_ratio": snn_energy / ann_energy,
+        "e_mac_pj": e_mac,
+        "e_ac_pj": e_ac,
+        "acs_per_layer": {name: float(v) for name, v in acs_per_image.items()},
+    }
