@@ -1,0 +1,188 @@
+"""SNN evaluation metrics (torchmetrics; states sum across DDP ranks).
+
+Accuracy at every t ≤ T, firing rate per spiking layer (Fig. 5c), pooling correct
+ratio (§4.2, Fig. 5b), and ``SNNMetrics``, which bundles them with the energy
+estimate (§4.4) for one ``SpikingNetwork``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import Metric
+
+from burstsnn.energy import SynapticOps, count_macs, energy_report, synaptic_layers
+from burstsnn.snn.network import SpikingNetwork
+
+
+class AccuracyOverTime(Metric):
+    """Accuracy at every t = 1..T of one simulation of T steps.
+
+    update(outputs ``[T, B, K]`` per-step output currents, target ``[B]`` class
+    indices): the prediction at t is argmax_k Σ_{τ≤t} outputs[τ] (ties: the lowest k).
+    compute() -> ``[T]`` correct / samples (weighted per sample).
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+
+    def __init__(self, T: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+            raise ValueError(f"T must be an int >= 1, got {T!r}")
+        self.T = T
+        self.add_state("correct", torch.zeros(T, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("total", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, outputs: Tensor, target: Tensor) -> None:
+        if outputs.dim() != 3 or outputs.shape[0] != self.T or outputs.shape[1] != target.shape[0]:
+            raise ValueError(f"outputs must be [T={self.T}, B, K] with B = len(target), got {tuple(outputs.shape)}")
+        predictions = outputs.cumsum(0).argmax(-1)
+        self.correct += (predictions == target.unsqueeze(0)).sum(1)
+        self.total += target.shape[0]
+
+    def compute(self) -> Tensor:
+        return self.correct.double() / self.total
+
+
+class FiringRates(Metric):
+    """Firing rate of each spiking layer: spikes per neuron per step (a burst of k counts k).
+
+    update(spike_counts {layer: ``[T]`` spikes per step summed over batch and neurons},
+    neuron_counts {layer: neurons per sample}, batch_size) — the ``SpikingNetwork``
+    probes.  compute() -> {layer: total spikes / (neurons · samples · T)} (0-d tensors).
+    """
+
+    full_state_update = False
+    is_differentiable = False
+
+    def __init__(self, layer_names: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.layer_names = list(layer_names)
+        n = len(self.layer_names)
+        self.add_state("spikes", torch.zeros(n, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("neuron_steps", torch.zeros(n, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, spike_counts: Mapping[str, Tensor], neuron_counts: Mapping[str, int], batch_size: int) -> None:
+        spikes = [spike_counts[name].sum(dtype=torch.float64).to(self.spikes.device) for name in self.layer_names]
+        steps = [neuron_counts[name] * batch_size * spike_counts[name].numel() for name in self.layer_names]
+        if spikes:
+            self.spikes += torch.stack(spikes)
+            self.neuron_steps += torch.tensor(steps, dtype=torch.float64, device=self.neuron_steps.device)
+
+    def compute(self) -> dict[str, Tensor]:
+        rates = self.spikes / self.neuron_steps
+        return {name: rates[i] for i, name in enumerate(self.layer_names)}
+
+
+class PoolingCorrectRatio(Metric):
+    """Share of pooled positions passed on correctly by each spiking max pool (§4.2, Fig. 5b).
+
+    update(pool_states {pool: (cumulative input ``[B, C, H, W]``, cumulative output
+    ``[B, C, H', W']``) in spike counts}, pools {pool: module with kernel_size, stride,
+    padding, ceil_mode}, T): target rate = maxpool(cumulative input) / T, output rate =
+    cumulative output / T; among positions with target > 0, counts those with
+    |output − target| < 2/T.  compute() -> {pool: correct / positive positions}.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+
+    def __init__(self, pool_names: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pool_names = list(pool_names)
+        n = len(self.pool_names)
+        self.add_state("correct", torch.zeros(n, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("positive", torch.zeros(n, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(
+        self, pool_states: Mapping[str, tuple[Tensor, Tensor]], pools: Mapping[str, nn.Module], T: int
+    ) -> None:
+        for i, name in enumerate(self.pool_names):
+            cumulative_input, cumulative_output = pool_states[name]
+            pool = pools[name]
+            target = F.max_pool2d(
+                cumulative_input, pool.kernel_size, pool.stride, pool.padding, ceil_mode=pool.ceil_mode
+            ) / T
+            positive = target > 0
+            correct = positive & ((cumulative_output / T - target).abs() < 2 / T)
+            self.correct[i] += correct.sum().to(self.correct.device)
+            self.positive[i] += positive.sum().to(self.positive.device)
+
+    def compute(self) -> dict[str, Tensor]:
+        ratios = self.correct.double() / self.positive
+        return {name: ratios[i] for i, name in enumerate(self.pool_names)}
+
+
+class SNNMetrics(nn.Module):
+    """All evaluation metrics of one ``SpikingNetwork`` simulated for T steps.
+
+    ``input_shape``: one sample's shape (for the ANN's MACs, counted once here).
+    Usage::
+
+        with metrics.attach(snn):
+            for x, y in loader:
+                metrics.update(snn, snn(x, T), y)
+        results = metrics.compute()
+    """
+
+    def __init__(self, snn: SpikingNetwork, T: int, input_shape: Sequence[int]) -> None:
+        super().__init__()
+        self.T = T
+        layers = synaptic_layers(snn)
+        self.first_layers = [layer.name for layer in layers if layer.input_unit is None]
+        self.macs = count_macs(snn, input_shape)
+        self.accuracy = AccuracyOverTime(T)
+        self.firing_rates = FiringRates([name for name, _ in snn.neurons()])
+        self.pooling = PoolingCorrectRatio([name for name, _ in snn.pools()])
+        self.synaptic_ops = SynapticOps(layers)
+
+    @contextmanager
+    def attach(self, snn: SpikingNetwork) -> Iterator[SNNMetrics]:
+        """Within the block, ``snn`` records spike counts and its synaptic events are
+        counted (outputs are unchanged); ``record`` is restored afterwards."""
+        record = snn.record
+        snn.record = True
+        try:
+            with self.synaptic_ops.hooks(snn):
+                yield self
+        finally:
+            snn.record = record
+
+    def update(self, snn: SpikingNetwork, outputs: Tensor, target: Tensor) -> None:
+        """After one forward ``outputs = snn(x, T)`` (``[T, B, K]``) inside ``attach``;
+        ``target``: ``[B]`` class indices."""
+        batch_size = target.shape[0]
+        self.accuracy.update(outputs, target)
+        self.firing_rates.update(snn.spike_counts(), snn.neuron_counts(), batch_size)
+        self.pooling.update(snn.pool_states(), dict(snn.pools()), outputs.shape[0])
+        self.synaptic_ops.update(batch_size)
+
+    def compute(self) -> dict[str, Any]:
+        """Plain Python numbers: acc_over_t (T floats, t = 1..T), acc_at_T, best_acc,
+        best_t (1-based, the first best), firing_rates {layer: spikes per neuron per step},
+        pooling_correct_ratio {pool: ratio}, energy (``energy_report``, pJ per image)."""
+        acc = self.accuracy.compute()
+        best = int(torch.argmax(acc))
+        acs = {name: float(v) for name, v in self.synaptic_ops.compute().items()}
+        return {
+            "acc_over_t": acc.tolist(),
+            "acc_at_T": float(acc[-1]),
+            "best_acc": float(acc[best]),
+            "best_t": best + 1,
+            "firing_rates": {name: float(v) for name, v in self.firing_rates.compute().items()},
+            "pooling_correct_ratio": {name: float(v) for name, v in self.pooling.compute().items()},
+            "energy": energy_report(self.macs, acs, self.T, self.first_layers),
+        }
+
+    def reset(self) -> None:
+        """Clear every metric's state."""
+        for metric in (self.accuracy, self.firing_rates, self.pooling, self.synaptic_ops):
+            metric.reset()
