@@ -1,0 +1,101 @@
+"""Fake `results.json` files with the job's schema, for report and notebook tests.
+
+Plain functions (no pytest fixtures) so any test can build a sweep directory:
+
+    write_fake_sweep(tmp_path)                      # Table 1 rows × models × θ = λ, λ/Γ
+    write_results(tmp_path, [fake_result(gamma=g, T=t) for g in (1, 2, 5) for t in (16, 32)])
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+# The paper's Table 1 rows as conversion knobs (names as in burstsnn.report).
+TABLE1_ROWS: tuple[dict[str, Any], ...] = (
+    {"p": 100.0, "pooling": "spikemax", "gamma": 1},  # Max-norm
+    {"p": 99.9, "pooling": "spikemax", "gamma": 1},   # p-Norm
+    {"p": 99.9, "pooling": "lipool", "gamma": 1},     # LIPooling
+    {"p": 99.9, "pooling": "lipool", "gamma": 2},     # Burst (Γ=2)
+    {"p": 99.9, "pooling": "lipool", "gamma": 5},     # Burst (Γ=5)
+)
+
+# Spiking (ReLU) and pooling layers as they appear in each model's graph.
+SPIKING_LAYERS = {
+    "vgg16": [f"features.{3 * i + 2}" for i in range(13)],
+    "resnet20": ["stem.2", "stem.5", "stem.8"] + [f"layer{s}.{b}.relu" for s in range(1, 5) for b in (0, 1)],
+}
+POOL_LAYERS = {"vgg16": ["pool1", "pool2", "pool3", "pool4", "pool5"], "resnet20": ["pool"]}
+ANN_ACC = {"vgg16": 0.915, "resnet20": 0.925}
+
+
+def fake_result(
+    *, model: str = "vgg16", T: int = 32, data: str = "fashion_mnist", p: float = 99.9,
+    gamma: int = 5, pooling: str = "lipool", theta_scale: float | str = "1/gamma", **knobs: Any,
+) -> dict[str, Any]:
+    """One job's results: a saturating accuracy curve that rises faster with Γ and LIPooling."""
+    config = {
+        "data": {"name": data, "root": "/data", "image_size": 32, "in_channels": 1, "num_classes": 10,
+                 "batch_size": 128, "eval_batch_size": 256},
+        "model": {"name": model, "width": 0.25, "in_channels": 1, "num_classes": 10, "image_size": 32},
+        "train": {"epochs": 8, "lr": 0.1},
+        "trainer": {"accelerator": "cpu", "devices": 1},
+        "logger": {"name": "none"},
+        "p": p, "gamma": gamma, "T": T, "pooling": pooling, "reset": "soft", "v_init": 0.0,
+        "theta_scale": theta_scale, "channel_wise": False, "calib_batches": 1, "seed": 0,
+        "chunk": None, "cache_dir": "outputs/ann_cache",
+    }
+    for key, value in knobs.items():  # "model.width" → config["model"]["width"]
+        *parents, leaf = key.split(".")
+        node = config
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    ann = ANN_ACC[model]
+    scale = 1.0 / gamma if theta_scale == "1/gamma" else float(theta_scale)
+    final = ann - (0.3 if p >= 100 else 0.02) - (0.05 if pooling == "spikemax" else 0.0)
+    tau = (6.0 if p >= 100 else 3.0) / (gamma * scale) ** 0.5 * (1.5 if pooling == "spikemax" else 1.0)
+    curve = [round(0.1 + (final - 0.1) * (1 - math.exp(-t / tau)), 4) for t in range(1, T + 1)]
+    best_t = max(range(T), key=lambda i: curve[i]) + 1
+    rates = {layer: round(0.01 + 0.005 * i * gamma * scale, 4)
+             for i, layer in enumerate(SPIKING_LAYERS[model])}
+    pools = {} if pooling == "avg" else {
+        layer: 1.0 if pooling == "lipool" else round(0.9 - 0.1 * i, 3)
+        for i, layer in enumerate(POOL_LAYERS[model])}
+    ann_macs, acs = 1.0e7, 2.0e6 * gamma * scale
+    return {
+        "config": config,
+        "overrides": [f"model={model}", f"gamma={gamma}", f"T={T}", f"p={p}", f"pooling={pooling}"],
+        "ann": {"key": f"{model}-key", "trained": False, "test_acc": ann, "val_acc": ann + 0.005,
+                "checkpoint": f"outputs/ann_cache/{model}-key/model.pt"},
+        "snn": {"T": T, "theta_scale": scale, "acc_over_t": curve, "acc_at_T": curve[-1],
+                "best_acc": curve[best_t - 1], "best_t": best_t, "conversion_loss": round(ann - curve[-1], 4),
+                "firing_rates": rates, "pooling_correct_ratio": pools,
+                "energy": {"ann_macs": ann_macs, "snn_acs": acs, "snn_macs": 3.0e5,
+                           "ann_energy_pj": 4.6 * ann_macs, "snn_energy_pj": 0.9 * acs + 4.6 * 3.0e5,
+                           "energy_ratio": round((0.9 * acs + 4.6 * 3.0e5) / (4.6 * ann_macs), 4)}},
+        "timings": {"ann_s": 1.2, "calibration_s": 0.5, "simulation_s": 40.0, "logging_s": 0.3},
+    }
+
+
+def write_results(root: Path, results: Iterable[Mapping[str, Any]]) -> Path:
+    """Write each result to `root/<job_num>/results.json`, as Hydra multirun lays them out."""
+    for num, result in enumerate(results):
+        job_dir = root / str(num)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / "results.json").write_text(json.dumps(result, indent=2))
+    return root
+
+
+def write_fake_sweep(
+    root: Path, rows: Sequence[Mapping[str, Any]] = TABLE1_ROWS,
+    models: Sequence[str] = ("vgg16", "resnet20"), T: int = 32,
+    theta_scales: Sequence[float | str] = (1, "1/gamma"), **fixed: Any,
+) -> Path:
+    """A sweep of rows × models × theta_scales (the Table 1 experiment by default); returns `root`."""
+    return write_results(root, (
+        fake_result(model=model, T=T, theta_scale=scale, **{**fixed, **row})
+        for row in rows for model in models for scale in theta_scales))
