@@ -1,0 +1,111 @@
+"""The paper's Fig. 5 panels from a report Table, one panel per model, one colour per row.
+
+Drawn on bare `matplotlib.figure.Figure`s (Agg canvas, no pyplot state), written atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from burstsnn.atomic import write_atomic
+
+if TYPE_CHECKING:
+    from burstsnn.report import Row, Table
+
+
+def _colour(index: int, count: int) -> Any:
+    palette = colormaps["tab10" if count <= 10 else "tab20"]
+    return palette(index % palette.N)
+
+
+def _figure(panels: int, width: float) -> tuple[Figure, list[Axes]]:
+    figure = Figure(figsize=(width * panels, 4.5), layout="constrained")
+    return figure, list(figure.subplots(1, panels, squeeze=False)[0])
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
+    return path
+
+
+def _legend(figure: Figure, axes: list[Axes]) -> None:
+    """One legend below the panels, each label once."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    figure.legend(list(entries.values()), list(entries), loc="outside lower center",
+                  ncols=min(3, len(entries)), fontsize="small")
+
+
+def plot_accuracy_over_t(table: Table, path: Path) -> Path:
+    """Accuracy (%) against t for each row's longest run, the ANN as a dashed line (Fig. 5a)."""
+    figure, axes = _figure(len(table.models), 6.0)
+    for ax, model in zip(axes, table.models):
+        for index, row in enumerate(table.rows):
+            run = row.longest(model)
+            if run is not None:
+                curve = run["snn"]["acc_over_t"]
+                ax.plot(range(1, len(curve) + 1), [100 * a for a in curve], label=row.label,
+                        color=_colour(index, len(table.rows)))
+        for acc in table.ann_acc[model]:
+            ax.axhline(acc, linestyle="--", color="black", linewidth=1, label="ANN")
+        ax.set(title=table.model_header(model), xlabel="time step t", ylabel="accuracy (%)")
+        ax.grid(alpha=0.3)
+    _legend(figure, axes)
+    return _save(figure, path)
+
+
+def _grouped_bars(table: Table, path: Path, values: Callable[[Row, str], dict[str, float]],
+                  ylabel: str) -> Path | None:
+    """Bars per layer (x), one per row, one panel per model that has any values; None if none has."""
+    data = {m: [(i, row, values(row, m)) for i, row in enumerate(table.rows)] for m in table.models}
+    data = {m: [(i, row, v) for i, row, v in entries if v] for m, entries in data.items()}
+    models = [m for m in table.models if data[m]]
+    if not models:
+        return None
+    layers_per_model = {m: list(dict.fromkeys(layer for _, _, v in data[m] for layer in v)) for m in models}
+    figure, axes = _figure(len(models), max(6.0, 0.5 * max(map(len, layers_per_model.values()))))
+    for ax, model in zip(axes, models):
+        layers, entries = layers_per_model[model], data[model]
+        width = 0.8 / len(entries)
+        for slot, (index, row, by_layer) in enumerate(entries):
+            xs = [x + (slot - (len(entries) - 1) / 2) * width for x in range(len(layers))]
+            ax.bar(xs, [by_layer.get(layer, 0.0) for layer in layers], width, label=row.label,
+                   color=_colour(index, len(table.rows)))
+        ax.set_xticks(range(len(layers)), layers, rotation=60, ha="right", fontsize="small")
+        ax.set(title=table.model_header(model), ylabel=ylabel)
+        ax.grid(axis="y", alpha=0.3)
+    _legend(figure, axes)
+    return _save(figure, path)
+
+
+def _longest_snn(row: Row, model: str, key: str) -> dict[str, float]:
+    run = row.longest(model)
+    return (run["snn"].get(key) or {}) if run is not None else {}
+
+
+def plot_firing_rates(table: Table, path: Path) -> Path | None:
+    """Firing rate (spikes per neuron per step) per spiking layer, bars per row (Fig. 5c)."""
+    return _grouped_bars(table, path, lambda row, m: _longest_snn(row, m, "firing_rates"),
+                         "firing rate (spikes / neuron / step)")
+
+
+def plot_pooling_ratio(table: Table, path: Path) -> Path | None:
+    """Pooling correct ratio per pooling layer, bars per row (Fig. 5b); None if no run has pools."""
+    return _grouped_bars(table, path, lambda row, m: _longest_snn(row, m, "pooling_correct_ratio"),
+                         "pooling correct ratio")
+
+
+# write_report draws these, by file name (see burstsnn.report.FIGURES for the captions).
+PLOTS: dict[str, Callable[[Table, Path], Path | None]] = {
+    "acc_over_t.png": plot_accuracy_over_t,
+    "pooling_ratio.png": plot_pooling_ratio,
+    "firing_rates.png": plot_firing_rates,
+}

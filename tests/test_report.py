@@ -1,0 +1,151 @@
+"""burstsnn.report on fake sweeps: cells, row names, varied knobs, paper numbers, CSV, PNGs, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from burstsnn.report import (PAPER_ACC, ReportError, build_table, load_results, to_markdown,
+                             varied_knobs, write_report)
+from results_fixtures import fake_result, write_fake_sweep, write_results
+
+PNG_HEADER = b"\x89PNG\r\n\x1a\n"
+TABLE1_LABELS = [f"{name}, θ = {theta}" for name in PAPER_ACC for theta in ("λ", "λ/Γ")]
+
+
+@pytest.fixture
+def table1_sweep(tmp_path: Path) -> Path:
+    return write_fake_sweep(tmp_path / "sweep")
+
+
+def test_cells_read_acc_over_t_at_T(table1_sweep: Path) -> None:
+    results = load_results(table1_sweep)
+    table = build_table(results)
+    assert table.Ts == [16, 32] and table.models == ["vgg16", "resnet20"]
+    run = next(r for r in results if r["config"]["gamma"] == 2 and r["config"]["theta_scale"] == 1
+               and r["config"]["model"]["name"] == "resnet20")
+    curve = run["snn"]["acc_over_t"]
+    cell16 = table.cell("Burst (Γ=2), θ = λ", "resnet20", 16)
+    cell32 = table.cell("Burst (Γ=2), θ = λ", "resnet20", 32)
+    assert cell16.acc == pytest.approx(100 * curve[15]) and cell32.acc == pytest.approx(100 * curve[31])
+    assert cell16.best_acc == pytest.approx(100 * max(curve[:16]))
+    assert curve[cell16.best_t - 1] == max(curve[:16])
+    assert cell16.run["path"] == run["path"] and cell16.energy_ratio == run["snn"]["energy"]["energy_ratio"]
+    assert cell16.ann_acc == pytest.approx(92.5)
+
+
+def test_table1_rows_get_the_papers_names(table1_sweep: Path) -> None:
+    table = build_table(load_results(table1_sweep))
+    assert [row.label for row in table.rows] == TABLE1_LABELS
+    assert table.varied == ["p", "gamma", "pooling", "theta_scale"]
+    assert table.model_header("vgg16") == "VGG16 (ANN 91.50 %)"
+
+
+def test_markdown_has_paper_numbers_and_names_the_data_set(table1_sweep: Path) -> None:
+    text = to_markdown(build_table(load_results(table1_sweep)))
+    assert "## Table 1 — Fashion-MNIST" in text and "VGG16 (ANN 91.50 %) T=16" in text
+    assert "paper (CIFAR100) VGG16 (ANN 78.49 %) T=32" in text
+    assert "paper (CIFAR100) ResNet20 (ANN 80.69 %) T=16" in text
+    burst5 = next(line for line in text.splitlines() if line.startswith("| Burst (Γ=5), θ = λ/Γ |"))
+    assert burst5.endswith("| 57.21 | 71.41 | 58.10 | 76.30 |")
+    assert "best acc over t≤16" in text and "energy ratio" in text
+    assert "Our data set: Fashion-MNIST" in text and "same threshold" in text
+
+
+def test_varied_knobs_of_a_gamma_by_T_sweep(tmp_path: Path) -> None:
+    sweep = write_results(tmp_path, [fake_result(gamma=g, T=T) for g in (1, 2, 3) for T in (8, 16)])
+    results = load_results(sweep)
+    assert varied_knobs(results) == ["gamma"]
+    table = build_table(results)
+    assert table.Ts == [8, 16] and table.models == ["vgg16"]
+    assert [row.label for row in table.rows] == ["LIPooling", "Burst (Γ=2)", "Γ=3"]
+    run8 = next(r for r in results if r["config"]["gamma"] == 3 and r["snn"]["T"] == 8)
+    cell = table.cell("Γ=3", "vgg16", 8)
+    assert cell.run["path"] == run8["path"] and cell.acc == pytest.approx(100 * run8["snn"]["acc_over_t"][7])
+    assert table.cell("Γ=3", "vgg16", 16).run["snn"]["T"] == 16
+    assert "Every row uses θ = λ/Γ." in table.notes
+
+
+def test_model_derived_keys_are_not_knobs_but_width_is(tmp_path: Path) -> None:
+    runs = [fake_result(model=m, **{"model.width": w, "model.image_size": 28 if m == "resnet20" else 32})
+            for m in ("vgg16", "resnet20") for w in (0.25, 0.5)]
+    table = build_table(load_results(write_results(tmp_path, runs)))
+    assert table.varied == ["model.width"]
+    assert [row.label for row in table.rows] == ["Burst (Γ=5), model.width=0.25", "Burst (Γ=5), model.width=0.5"]
+
+
+def test_explicit_Ts_and_out_of_range(table1_sweep: Path) -> None:
+    results = load_results(table1_sweep)
+    assert build_table(results, [8]).Ts == [8]
+    with pytest.raises(ReportError, match="T=64 is out of range"):
+        build_table(results, [16, 64])
+
+
+def test_write_report_files(table1_sweep: Path, tmp_path: Path) -> None:
+    written = write_report(table1_sweep, tmp_path / "out")
+    assert sorted(written) == ["acc_over_t.png", "firing_rates.png", "pooling_ratio.png", "table1.csv", "table1.md"]
+    for name, path in written.items():
+        assert path.parent == tmp_path / "out" and path.stat().st_size > 0
+        if name.endswith(".png"):
+            assert path.read_bytes()[:8] == PNG_HEADER
+    lines = list(csv.DictReader(written["table1.csv"].open(encoding="utf-8")))
+    assert len(lines) == 10 * 2 * 2  # rows × models × T
+    line = next(row for row in lines if row["row"] == "Max-norm, θ = λ" and row["model"] == "resnet20"
+                and row["T"] == "16")
+    result = json.loads(Path(line["results"]).read_text())
+    assert float(line["acc_pct"]) == pytest.approx(100 * result["snn"]["acc_over_t"][15])
+    assert line["paper_cifar100_acc_pct"] == "3.16" and line["ann_acc_pct"] == "92.5"
+    assert (line["p"], line["gamma"], line["pooling"], line["theta_scale"], line["run_T"]) == (
+        "100.0", "1", "spikemax", "1", "32")
+    assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_no_pools_skips_the_pooling_figure(tmp_path: Path) -> None:
+    sweep = write_results(tmp_path / "sweep", [fake_result(pooling="avg", gamma=g) for g in (1, 2)])
+    written = write_report(sweep)
+    assert "pooling_ratio.png" not in written and written["table1.md"].parent == sweep
+    assert "pooling_ratio.png is not drawn" in written["table1.md"].read_text(encoding="utf-8")
+
+
+def test_single_run_dir(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text(json.dumps(fake_result(T=8)))
+    table = build_table(load_results(tmp_path))
+    assert table.Ts == [8] and [row.label for row in table.rows] == ["Burst (Γ=5)"]
+
+
+def test_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match="no results.json found under"):
+        load_results(tmp_path)
+    bad = tmp_path / "3" / "results.json"
+    bad.parent.mkdir()
+    bad.write_text("{not json")
+    with pytest.raises(ReportError, match=f"malformed {bad}"):
+        load_results(tmp_path)
+    bad.write_text(json.dumps({"config": {"model": {"name": "vgg16"}, "data": {"name": "mnist"}},
+                               "ann": {"test_acc": 0.9}}))
+    with pytest.raises(ReportError, match=f"malformed {bad}: no snn$"):
+        load_results(tmp_path)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "burstsnn.report", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli(table1_sweep: Path, tmp_path: Path) -> None:
+    done = _cli(str(table1_sweep), "--out", str(tmp_path / "out"), "--T", "16", "32")
+    assert done.returncode == 0, done.stderr
+    assert "| Burst (Γ=5), θ = λ/Γ |" in done.stdout
+    assert f"wrote {tmp_path / 'out' / 'table1.csv'}" in done.stdout
+    assert (tmp_path / "out" / "acc_over_t.png").exists()
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    done = _cli(str(tmp_path))
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"report: no results.json found under {tmp_path}"
