@@ -46,7 +46,7 @@ class SynapticLayer:
 
     name: str
     module: nn.Module
-    input_unit: float | Tensor | None
+    input_unit: Tensor | None
 
 
 def _describe(gm: fx.GraphModule, node: fx.Node) -> str:
@@ -174,7 +174,8 @@ class SynapticOps(Metric):
             ops.update(x.shape[0])
 
     Inputs of a hooked layer arrive as ``[steps·B, ...]`` values s·θ; s = value / θ
-    (a burst of k spikes counts k; after average pooling, the pooled counts).
+    (a burst of k spikes counts k).  Behind an average pool s is the pooled (mean)
+    count, so the layer's ACs are those of its pooled input.
     States: ``acs`` ``[L]`` (events per layer, float64) and ``samples``, both summed
     over DDP ranks.  compute() -> {layer: ACs per image (0-d tensor)}.
     """

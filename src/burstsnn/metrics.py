@@ -124,7 +124,8 @@ class PoolingCorrectRatio(Metric):
 class SNNMetrics(nn.Module):
     """All evaluation metrics of one ``SpikingNetwork`` simulated for T steps.
 
-    ``input_shape``: one sample's shape (for the ANN's MACs, counted once here).
+    ``input_shape``: one sample's shape, for the ANN's MACs, counted here with one
+    dummy forward of ``snn`` (T = 1).
     Usage::
 
         with metrics.attach(snn):
