@@ -137,3 +137,17 @@ def test_snn_metrics_bundle_everything_and_leave_outputs_identical():
 
     metrics.reset()
     assert int(metrics.accuracy.total) == 0 and int(metrics.synaptic_ops.samples) == 0
+
+
+def test_snn_metrics_do_not_depend_on_chunking():
+    ann, T = pooled_ann(), 6
+    x, y = torch.rand(2, 1, 8, 8), torch.tensor([0, 1])
+    snn = convert(ann, [(x, y)], gamma=2)
+    results = []
+    for chunk in (None, 4):
+        metrics = SNNMetrics(snn, T, (1, 8, 8))
+        with metrics.attach(snn):
+            outputs = snn(x, T, chunk)
+        metrics.update(snn, outputs, y)  # after the block, as the evaluation module does
+        results.append(metrics.compute())
+    assert results[0] == results[1]
