@@ -65,12 +65,13 @@ def plot_accuracy_over_t(table: Table, path: Path) -> Path:
 def _grouped_bars(table: Table, path: Path, values: Callable[[Row, str], dict[str, float]],
                   ylabel: str) -> Path | None:
     """Bars per layer (x), one per row, one panel per model that has any values; None if none has."""
-    data = {m: [(i, row, values(row, m)) for i, row in enumerate(table.rows)] for m in table.models}
-    data = {m: [(i, row, v) for i, row, v in entries if v] for m, entries in data.items()}
+    data = {m: [(i, row, v) for i, row in enumerate(table.rows) if (v := values(row, m))]
+            for m in table.models}
     models = [m for m in table.models if data[m]]
     if not models:
         return None
-    layers_per_model = {m: list(dict.fromkeys(layer for _, _, v in data[m] for layer in v)) for m in models}
+    layers_per_model = {m: list(dict.fromkeys(layer for *_, v in data[m] for layer in v))
+                        for m in models}
     figure, axes = _figure(len(models), max(6.0, 0.5 * max(map(len, layers_per_model.values()))))
     for ax, model in zip(axes, models):
         layers, entries = layers_per_model[model], data[model]

@@ -233,7 +233,8 @@ def row_label(knobs: dict[str, Any], config: dict[str, Any]) -> str:
     """The paper's name (plus any other varied knob), else the varied knobs, else the core ones."""
     name = paper_name(config)
     if name is not None:
-        return ", ".join([name, *(_knob_label(k, v) for k, v in knobs.items() if k not in PAPER_ROWS[name])])
+        others = (_knob_label(k, v) for k, v in knobs.items() if k not in PAPER_ROWS[name])
+        return ", ".join([name, *others])
     if knobs:
         return ", ".join(_knob_label(k, v) for k, v in knobs.items())
     return ", ".join(_knob_label(k, config.get(k)) for k in ("p", "pooling", "gamma", "theta_scale"))
@@ -281,13 +282,16 @@ def _notes(table: Table, results: Sequence[dict[str, Any]], fixed: dict[str, Any
         "choice of t; energy: SNN/ANN energy ratio of that run over its own T steps "
         "(E_AC = 0.9 pJ, E_MAC = 4.6 pJ).",
     ]
-    if "theta_scale" in table.varied and any(r.knobs.get("gamma", fixed.get("gamma")) == 1 for r in table.rows):
-        notes.append("For Γ = 1, θ = λ and θ = λ/Γ are the same threshold: those rows repeat one experiment.")
+    gammas = {r.knobs.get("gamma", fixed.get("gamma")) for r in table.rows}
+    if "theta_scale" in table.varied and 1 in gammas:
+        notes.append("For Γ = 1, θ = λ and θ = λ/Γ are the same threshold: "
+                     "those rows repeat one experiment.")
     elif "theta_scale" not in table.varied:
         notes.append(f"Every row uses {theta_label(fixed.get('theta_scale'))}.")
     shown = {k: v for k, v in fixed.items() if k in CORE_KNOBS}
     if shown:
-        notes.append("Fixed across the sweep: " + ", ".join(_knob_label(k, v) for k, v in shown.items()) + ".")
+        notes.append("Fixed across the sweep: "
+                     + ", ".join(_knob_label(k, v) for k, v in shown.items()) + ".")
     if not any(r["snn"].get("pooling_correct_ratio") for r in results):
         notes.append("No run has pooling layers with a correct ratio: pooling_ratio.png is not drawn.")
     return notes
@@ -309,8 +313,9 @@ def build_table(results: Sequence[dict[str, Any]], Ts: Sequence[int] | None = No
         key = tuple(flat.get(k) for k in varied)
         groups.setdefault(key, {}).setdefault(flat["model.name"], []).append(result)
     order = list(PAPER_ROWS)
+    known = list(MODEL_NAMES)
     models = sorted({f["model.name"] for f in flats},
-                    key=lambda m: (list(MODEL_NAMES).index(m) if m in MODEL_NAMES else len(MODEL_NAMES), m))
+                    key=lambda m: (known.index(m) if m in known else len(known), m))
     fixed = {k: v for k, v in flats[0].items() if _is_knob(k) and k not in varied
              and all(f.get(k) == v for f in flats)}
     rows, duplicates = [], []
@@ -336,7 +341,8 @@ def build_table(results: Sequence[dict[str, Any]], Ts: Sequence[int] | None = No
     table = Table(data, models, Ts, varied, rows, ann_acc, [])
     table.notes = _notes(table, results, fixed)
     if duplicates:
-        table.notes.append("Several runs share a cell (showing the first by path): " + "; ".join(duplicates))
+        table.notes.append("Several runs share a cell (showing the first by path): "
+                           + "; ".join(duplicates))
     return table
 
 
@@ -352,36 +358,40 @@ def _pct(value: float | None) -> str:
 
 
 def _md_table(header: list[str], lines: list[list[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", *["---:"] * (len(header) - 1)]) + "|"]
-    out += ["| " + " | ".join(line) + " |" for line in lines]
-    return "\n".join(out)
+    rule = "|" + "|".join([":---", *["---:"] * (len(header) - 1)]) + "|"
+    return "\n".join(["| " + " | ".join(header) + " |", rule,
+                      *("| " + " | ".join(line) + " |" for line in lines)])
+
+
+def _best(cell: Cell | None) -> str:
+    return "–" if cell is None else f"{cell.best_acc:.2f} (t={cell.best_t})"
+
+
+def _energy(cell: Cell | None) -> str:
+    return "–" if cell is None or cell.energy_ratio is None else f"{cell.energy_ratio:.3f}"
 
 
 def to_markdown(table: Table) -> str:
     """Table 1 as markdown: accuracy at T beside the paper's, then best-over-t and energy."""
     data = ", ".join(DATA_NAMES.get(d, d) for d in table.data)
-    paper = [(m, T) for m in table.models if m in PAPER_ANN for T in table.Ts if T in PAPER_TS]
+    cells = [(m, T) for m in table.models for T in table.Ts]
+    paper = [(m, T) for m, T in cells if m in PAPER_ANN and T in PAPER_TS]
     if not any(r.paper_name for r in table.rows):
         paper = []
-    header = ["Method", *(f"{table.model_header(m)} T={T}" for m in table.models for T in table.Ts),
-              *(f"paper ({PAPER_DATA}) {MODEL_NAMES[m]} (ANN {PAPER_ANN[m]:.2f} %) T={T}" for m, T in paper)]
-    lines = []
-    for row in table.rows:
-        ours = [_pct(c.acc if (c := row.cells.get((m, T))) else None) for m in table.models for T in table.Ts]
-        lines.append([row.label, *ours, *(_pct(paper_acc(row, m, T)) for m, T in paper)])
+    header = ["Method", *(f"{table.model_header(m)} T={T}" for m, T in cells),
+              *(f"paper ({PAPER_DATA}) {MODEL_NAMES[m]} (ANN {PAPER_ANN[m]:.2f} %) T={T}"
+                for m, T in paper)]
+    lines = [[row.label, *(_pct(c.acc if (c := row.cells.get(key)) else None) for key in cells),
+              *(_pct(paper_acc(row, m, T)) for m, T in paper)] for row in table.rows]
     last = table.Ts[-1]
-    extra_header = ["Method", *(f"{MODEL_NAMES.get(m, m)} best acc over t≤{T}" for m in table.models for T in table.Ts),
+    extra_header = ["Method", *(f"{MODEL_NAMES.get(m, m)} best acc over t≤{T}" for m, T in cells),
                     *(f"{MODEL_NAMES.get(m, m)} energy ratio (run of T={last})" for m in table.models)]
-    extra = []
-    for row in table.rows:
-        best = [f"{c.best_acc:.2f} (t={c.best_t})" if (c := row.cells.get((m, T))) else "–"
-                for m in table.models for T in table.Ts]
-        energy = [f"{c.energy_ratio:.3f}" if (c := row.cells.get((m, last))) and c.energy_ratio is not None
-                  else "–" for m in table.models]
-        extra.append([row.label, *best, *energy])
+    extra = [[row.label, *(_best(row.cells.get(key)) for key in cells),
+              *(_energy(row.cells.get((m, last))) for m in table.models)] for row in table.rows]
+    reference = f", then paper ({PAPER_DATA}) for reference." if paper else "."
     parts = [
         f"## Table 1 — {data}",
-        "Accuracy (%) at t = T: ours" + (f", then paper ({PAPER_DATA}) for reference." if paper else "."),
+        f"Accuracy (%) at t = T: ours{reference}",
         _md_table(header, lines),
         "Best accuracy (%) over t ≤ T, and the SNN/ANN energy ratio.",
         _md_table(extra_header, extra),
@@ -405,8 +415,10 @@ def csv_rows(table: Table) -> list[dict[str, Any]]:
                     "data": config["data.name"], "model": model, "row": row.label, "T": T,
                     "acc_pct": round(cell.acc, 4), "best_acc_pct": round(cell.best_acc, 4),
                     "best_t": cell.best_t, "ann_acc_pct": round(cell.ann_acc, 4),
-                    "energy_ratio": cell.energy_ratio, f"paper_{PAPER_DATA.lower()}_acc_pct": paper_acc(row, model, T),
-                    "run_T": cell.run["snn"]["T"], "theta_scale_used": cell.run["snn"].get("theta_scale"),
+                    "energy_ratio": cell.energy_ratio,
+                    f"paper_{PAPER_DATA.lower()}_acc_pct": paper_acc(row, model, T),
+                    "run_T": cell.run["snn"]["T"],
+                    "theta_scale_used": cell.run["snn"].get("theta_scale"),
                     **{key: config.get(key) for key in knob_keys}, "results": cell.run["path"],
                 })
     return out
@@ -448,8 +460,10 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None,
 
 def main(argv: Sequence[str] | None = None) -> None:
     """CLI: write the report of a sweep dir; print the table and the files written."""
-    parser = argparse.ArgumentParser(prog="python -m burstsnn.report", description=__doc__.split("\n")[0])
-    parser.add_argument("sweep_dir", type=Path, help="Hydra multirun dir (or a run dir) with results.json files")
+    parser = argparse.ArgumentParser(prog="python -m burstsnn.report",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("sweep_dir", type=Path,
+                        help="Hydra multirun dir (or a run dir) with results.json files")
     parser.add_argument("--out", type=Path, default=None, help="output dir (default: the sweep dir)")
     parser.add_argument("--T", type=int, nargs="+", dest="Ts", metavar="T",
                         help="T columns (default: 16 and 32 when reached, plus each run's T)")
