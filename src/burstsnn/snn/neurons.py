@@ -75,9 +75,10 @@ class BurstNeuron(nn.Module):
         counts = x.new_zeros(x.shape[0]) if self.record else None
         for t in range(x.shape[0]):
             v = v + x[t]
-            s = torch.floor(v / theta)
-            # floor(V/θ) may round up by one when V is just below k·θ.
-            s = (s - (s * theta > v).to(s.dtype)).clamp_(0, self.gamma)
+            # clamp(floor(V/θ), 0, Γ) via an int cast (torch.floor on CPU is far slower);
+            # V/θ may round up to k when V is just below k·θ: take one back then.
+            s = (v / theta).clamp_(0, self.gamma).to(torch.int32).to(v.dtype)
+            s = (s - (s * theta > v).to(v.dtype)).clamp_(min=0)
             if self.reset_mode == "soft":
                 v = v - s * theta
             else:

@@ -53,11 +53,16 @@ class _SpikingPool(nn.Module):
 
     def _cumulate(self, x: Tensor) -> Tensor:
         """x: [T, B, C, H, W] -> cumulative input after each step, same shape."""
-        c0 = self.cumulative_input
-        if c0 is None:
-            c0 = torch.zeros_like(x[0])
-        c = torch.cumsum(torch.cat([c0.unsqueeze(0), x]), dim=0)[1:]
-        self.cumulative_input = c[-1]
+        c = torch.empty_like(x)
+        total = self.cumulative_input
+        if total is None:
+            total = torch.zeros_like(x[0])
+        # A step-by-step sum (not torch.cumsum, which accumulates in another precision
+        # or order) keeps the result independent of how the steps are chunked.
+        for t in range(x.shape[0]):
+            total = total + x[t]
+            c[t] = total
+        self.cumulative_input = total
         return c
 
 
