@@ -270,6 +270,7 @@ def test_spikemax_baseline_is_worse(images):
     assert spikemax > 2 * lipool
 
 
+@pytest.mark.slow
 def test_resnet18_converges():
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     ann = ready(torchvision.models.resnet18(num_classes=10), torch.randn(2, 3, 32, 32))
@@ -279,6 +280,7 @@ def test_resnet18_converges():
     assert e512 < 0.25 * e32
 
 
+@pytest.mark.slow
 def test_vgg11_bn_converges():
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     ann = ready(torchvision.models.vgg11_bn(num_classes=10), torch.randn(2, 3, 32, 32))
