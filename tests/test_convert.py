@@ -11,7 +11,6 @@ from torch import nn
 
 from burstsnn.calibrate import calibrate, percentile
 from burstsnn.convert import convert, fold_bn
-from burstsnn.snn.neurons import BurstNeuron
 from burstsnn.snn.pooling import LIPool, SpikeMaxPool
 
 
