@@ -23,7 +23,7 @@ def module(name: str, root: Path, **overrides) -> ImageDataModule:
     """The data module from the shipped yaml, with overrides, after setup()."""
     cfg = OmegaConf.load(CONF / f"{name}.yaml")
     cfg.merge_with({"root": str(root), "batch_size": 8, "eval_batch_size": 16, **overrides})
-    dm = ImageDataModule.from_config(cfg)
+    dm = ImageDataModule(**cfg)
     dm.prepare_data()
     dm.setup()
     return dm

@@ -1,21 +1,18 @@
 """LightningDataModule for the image data sets, offline first.
 
-``ImageDataModule(**cfg.data)`` (or ``ImageDataModule.from_config(cfg.data)``)
-reads the files under ``root`` and never touches the network unless
+``ImageDataModule(**cfg.data)`` reads the files under ``root`` and never touches the network unless
 ``download=True``. Every image comes out as ``[C, image_size, image_size]`` float32,
 normalised with the data set's mean/std; labels are int64.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision import datasets as tvd
 from torchvision.transforms import v2
@@ -193,13 +190,6 @@ class ImageDataModule(pl.LightningDataModule):
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
         self.calib_set: Dataset | None = None
-
-    @classmethod
-    def from_config(cls, node: Mapping | DictConfig) -> ImageDataModule:
-        """Build from the ``data`` config node (a DictConfig or a plain mapping)."""
-        if isinstance(node, DictConfig):
-            node = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
-        return cls(**node)
 
     @property
     def in_channels(self) -> int:
