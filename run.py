@@ -17,7 +17,7 @@ def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     context = JobContext(
         job_dir=Path(hydra_cfg.runtime.output_dir),
-        name=",".join(hydra_cfg.overrides.task) or "default",
+        overrides=tuple(hydra_cfg.overrides.task),
         group="_".join(Path(hydra_cfg.sweep.dir).parts[-2:]) if hydra_cfg.mode.name == "MULTIRUN" else None,
     )
     try:

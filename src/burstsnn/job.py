@@ -1,4 +1,4 @@
-"""One job: config → ANN (trained once, cached) → evaluation → results.json."""
+"""One job: config → ANN (trained once, cached) → conversion → SNN evaluation → results."""
 
 from __future__ import annotations
 
@@ -17,21 +17,28 @@ from torch import nn
 from burstsnn.ann import ANNClassifier
 from burstsnn.atomic import write_json_atomic
 from burstsnn.cache import AnnCache, ann_key
-from burstsnn.config import ConfigError, validate
+from burstsnn.callbacks import ConversionCallback, ConversionSettings
+from burstsnn.config import ConfigError, theta_scale_value, validate
 from burstsnn.data import ImageDataModule
 from burstsnn.datasets import DatasetError
 from burstsnn.models import build_model
+from burstsnn.summary import print_summary
+from burstsnn.tracking import build_logger, close_logger
 
 log = logging.getLogger("burstsnn")
 
 
 @dataclass(frozen=True)
 class JobContext:
-    """Where a job writes (`job_dir`) and how it is named in loggers (`name`, sweep `group`)."""
+    """Where a job writes (`job_dir`), its command-line overrides and its sweep (`group`)."""
 
     job_dir: Path
-    name: str = "default"
+    overrides: tuple[str, ...] = ()
     group: str | None = None
+
+    @property
+    def name(self) -> str:
+        return ",".join(self.overrides) or "default"
 
 
 def user_error() -> tuple[type[Exception], ...]:
@@ -39,7 +46,7 @@ def user_error() -> tuple[type[Exception], ...]:
     return (ConfigError, DatasetError)
 
 
-def make_trainer(cfg: DictConfig, logger: Logger | bool, **overrides: Any) -> pl.Trainer:
+def make_trainer(cfg: DictConfig, logger: Logger | None, **overrides: Any) -> pl.Trainer:
     """A Lightning Trainer from the `trainer` config (hardware) plus job-specific arguments."""
     hardware = cfg.trainer
     return pl.Trainer(
@@ -50,19 +57,21 @@ def make_trainer(cfg: DictConfig, logger: Logger | bool, **overrides: Any) -> pl
         enable_progress_bar=hardware.enable_progress_bar,
         enable_checkpointing=False,
         enable_model_summary=False,
-        logger=logger,
+        logger=logger if logger is not None else False,
         **overrides,
     )
 
 
 def build_ann(cfg: DictConfig) -> nn.Module:
+    """The untrained ANN of `cfg.model`."""
     model = cfg.model
-    return build_model(model.name, model.num_classes, model.in_channels, model.width,
-                       model.image_size)
+    return build_model(
+        model.name, model.num_classes, model.in_channels, model.width, model.image_size
+    )
 
 
 def train_ann(
-    cfg: DictConfig, model: nn.Module, data: ImageDataModule, logger: Logger | bool
+    cfg: DictConfig, model: nn.Module, data: ImageDataModule, logger: Logger | None
 ) -> dict[str, Any]:
     """Train `model` in place with the paper's recipe; returns the cache meta (config, accuracy)."""
     recipe = cfg.train
@@ -77,45 +86,65 @@ def train_ann(
     )
     started = time.perf_counter()
     trainer.fit(module, datamodule=data)
-    seconds = time.perf_counter() - started
     val_acc = trainer.callback_metrics.get("ann/val_acc")
     return {
         "config": OmegaConf.to_container(cfg, resolve=True),
-        "train_seconds": seconds,
+        "train_seconds": time.perf_counter() - started,
         "val_acc": None if val_acc is None else float(val_acc),
     }
 
 
-def test_ann(cfg: DictConfig, model: nn.Module, data: ImageDataModule, logger: Logger | bool) -> float:
+def test_ann(cfg: DictConfig, model: nn.Module, data: ImageDataModule) -> float:
     """Test-set accuracy of the ANN (fraction in [0, 1])."""
     module = ANNClassifier(model, cfg.model.num_classes)
-    result = make_trainer(cfg, logger).test(module, datamodule=data, verbose=False)
+    result = make_trainer(cfg, None).test(module, datamodule=data, verbose=False)
     return float(result[0]["ann/test_acc"])
 
 
+def conversion_settings(cfg: DictConfig) -> ConversionSettings:
+    """The job's conversion knobs, with theta_scale as a number."""
+    return ConversionSettings(
+        p=float(cfg.p), gamma=cfg.gamma, pooling=cfg.pooling, reset=cfg.reset,
+        v_init=float(cfg.v_init), theta_scale=theta_scale_value(cfg.theta_scale, cfg.gamma),
+        channel_wise=cfg.channel_wise, calib_batches=cfg.calib_batches, T=cfg.T, chunk=cfg.chunk,
+    )
+
+
 def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
-    """Run one job and return its results (also written to `context.job_dir`)."""
+    """Run one job; returns its results, also written to `context.job_dir/results.json`."""
     validate(cfg)
+    started = time.perf_counter()
     if cfg.trainer.num_threads is not None:
         torch.set_num_threads(cfg.trainer.num_threads)
     pl.seed_everything(cfg.seed, workers=True)
     data = ImageDataModule(**cfg.data)
     data.setup()
-    cache = AnnCache(Path(cfg.cache_dir))
-    key = ann_key(cfg)
-    model = build_ann(cfg)
-    started = time.perf_counter()
-    meta, trained = cache.load_or_train(key, model, lambda m: train_ann(cfg, m, data, False))
-    ann_seconds = time.perf_counter() - started
-    where = cache.entry(key)
-    log.info("%s the ANN (%.1f s): %s", "Trained" if trained else "Reused cached", ann_seconds, where)
-    ann_acc = test_ann(cfg, model, data, False)
-    log.info("ANN test accuracy: %.2f %%", 100 * ann_acc)
+    logger = build_logger(cfg, context.job_dir, context.name, context.group)
+    try:
+        cache = AnnCache(Path(cfg.cache_dir))
+        key = ann_key(cfg)
+        model = build_ann(cfg)
+        meta, trained = cache.load_or_train(key, model, lambda m: train_ann(cfg, m, data, logger))
+        ann_s = time.perf_counter() - started
+        log.info("%s the ANN (%.1f s): %s", "Trained" if trained else "Reused cached", ann_s,
+                 cache.entry(key))
+        ann_acc = test_ann(cfg, model, data)
+        conversion = ConversionCallback(conversion_settings(cfg), lambda: make_trainer(cfg, logger))
+        snn = conversion.run(model, data)
+    finally:
+        close_logger(logger)
+    timings = snn.pop("timings")
     results = {
         "config": OmegaConf.to_container(cfg, resolve=True),
-        "ann": {"key": key, "trained": trained, "checkpoint": str(where), "test_acc": ann_acc,
-                "val_acc": meta.get("val_acc"), "train_seconds": meta.get("train_seconds")},
-        "timings": {"ann_s": ann_seconds},
+        "overrides": list(context.overrides),
+        "ann": {
+            "key": key, "trained": trained, "checkpoint": str(cache.entry(key)),
+            "test_acc": ann_acc, "val_acc": meta.get("val_acc"),
+            "train_seconds": meta.get("train_seconds"),
+        },
+        "snn": {**snn, "conversion_loss": ann_acc - snn["acc_at_T"]},
+        "timings": {"ann_s": ann_s, **timings, "total_s": time.perf_counter() - started},
     }
     write_json_atomic(context.job_dir / "results.json", results)
+    print_summary(results)
     return results

@@ -1,0 +1,82 @@
+"""ConversionCallback: a trained ANN in, the converted SNN evaluated and logged out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytorch_lightning as pl
+from torch import nn
+
+from burstsnn.convert import convert
+from burstsnn.data import ImageDataModule
+from burstsnn.evaluate import SNNEvaluator
+from burstsnn.tracking import log_snn_results
+
+
+@dataclass(frozen=True)
+class ConversionSettings:
+    """The knobs of one conversion (paper §3) and its simulation length."""
+
+    p: float
+    gamma: int
+    pooling: str
+    reset: str
+    v_init: float
+    theta_scale: float  # θ_l = theta_scale · λ_l
+    channel_wise: bool
+    calib_batches: int
+    T: int
+    chunk: int | None = None
+
+
+class ConversionCallback(pl.Callback):
+    """Converts the ANN after `fit` and evaluates the SNN on the test set.
+
+    `run(ann, data)` does the work and is also what a job calls when its ANN came from the
+    cache (no fit happened). The SNN is evaluated by a fresh Trainer from `make_trainer`
+    (same hardware and loggers as the job), whose test_step simulates T steps. `results`
+    then holds the SNN metrics, conversion settings and wall times.
+    """
+
+    def __init__(
+        self, settings: ConversionSettings, make_trainer: Callable[[], pl.Trainer]
+    ) -> None:
+        self.settings = settings
+        self.make_trainer = make_trainer
+        self.results: dict[str, Any] = {}
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.run(pl_module.model, trainer.datamodule)
+
+    def run(self, ann: nn.Module, data: ImageDataModule) -> dict[str, Any]:
+        """Calibrate on training batches, convert, simulate the test set; returns the results."""
+        s = self.settings
+        started = time.perf_counter()
+        snn = convert(
+            ann.cpu().eval(), data.calib_dataloader(), p=s.p, gamma=s.gamma, pooling=s.pooling,
+            reset=s.reset, v_init=s.v_init, theta_scale=s.theta_scale,
+            channel_wise=s.channel_wise, calib_batches=s.calib_batches,
+        )
+        calibration_s = time.perf_counter() - started
+        images, _ = next(iter(data.test_dataloader()))
+        evaluator = SNNEvaluator(snn, s.T, tuple(images.shape[1:]), s.chunk)
+        trainer = self.make_trainer()
+        started = time.perf_counter()
+        trainer.test(evaluator, dataloaders=data.test_dataloader(), verbose=False)
+        simulation_s = time.perf_counter() - started
+        started = time.perf_counter()
+        log_snn_results(trainer.loggers, evaluator.results)
+        self.results = {
+            **evaluator.results,
+            "T": s.T,
+            "theta_scale": s.theta_scale,
+            "timings": {
+                "calibration_s": calibration_s,
+                "simulation_s": simulation_s,
+                "logging_s": time.perf_counter() - started,
+            },
+        }
+        return self.results

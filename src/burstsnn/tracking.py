@@ -1,0 +1,93 @@
+"""Loggers of a job (W&B offline by default, CSV, none) and how SNN results are logged to them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+
+
+def build_logger(cfg: DictConfig, job_dir: Path, name: str, group: str | None) -> Logger | None:
+    """The job's logger from `cfg.logger`: W&B (one run per job, `group` = the sweep), CSV or none.
+
+    W&B writes under `job_dir/wandb`; in offline mode `wandb sync <that dir>` uploads it later.
+    """
+    kind = cfg.logger.name
+    if kind == "none":
+        return None
+    if kind == "csv":
+        return CSVLogger(save_dir=str(job_dir), name="csv", version="")
+    if kind == "wandb":
+        return WandbLogger(
+            project=cfg.logger.project,
+            entity=cfg.logger.entity,
+            name=name,
+            group=group,
+            job_type="conversion",
+            tags=[cfg.data.name, cfg.model.name],
+            save_dir=str(job_dir),
+            mode=cfg.logger.mode,
+            config=OmegaConf.to_container(cfg, resolve=True),
+        )
+    raise ValueError(f"logger.name={kind!r} is unknown: choose wandb, csv or none")
+
+
+def close_logger(logger: Logger | None) -> None:
+    """Finish the job's W&B run (jobs of a sweep may share one process)."""
+    if isinstance(logger, WandbLogger):
+        import wandb
+
+        wandb.finish()
+
+
+def summary_scalars(results: dict[str, Any]) -> dict[str, float]:
+    """The SNN's headline numbers, flat (for dashboards' summary and CSV)."""
+    scalars = {
+        "snn/acc_at_T": results["acc_at_T"],
+        "snn/best_acc": results["best_acc"],
+        "snn/best_t": results["best_t"],
+    }
+    scalars.update({f"energy/{k}": v for k, v in results["energy"].items() if _is_number(v)})
+    scalars.update({f"firing_rate/{k}": v for k, v in results["firing_rates"].items()})
+    scalars.update({f"pooling_ratio/{k}": v for k, v in results["pooling_correct_ratio"].items()})
+    return scalars
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def log_snn_results(loggers: Iterable[Logger], results: dict[str, Any]) -> None:
+    """Accuracy over t as a curve whose x axis is t, firing rates as a table + bar chart,
+    and the headline numbers in the summary."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            _log_wandb(logger, results)
+        else:
+            for t, acc in enumerate(results["acc_over_t"], start=1):
+                logger.log_metrics({"snn/t": t, "snn/acc": acc}, step=t)
+            logger.log_metrics(summary_scalars(results))
+            logger.save()
+
+
+def _log_wandb(logger: WandbLogger, results: dict[str, Any]) -> None:
+    import wandb
+
+    run = logger.experiment
+    run.define_metric("snn/t")
+    run.define_metric("snn/acc", step_metric="snn/t")
+    for t, acc in enumerate(results["acc_over_t"], start=1):
+        run.log({"snn/t": t, "snn/acc": acc})
+    rates = wandb.Table(
+        columns=["layer", "firing_rate"], data=[[k, v] for k, v in results["firing_rates"].items()]
+    )
+    run.log({
+        "snn/firing_rates": rates,
+        "snn/firing_rates_chart": wandb.plot.bar(
+            rates, "layer", "firing_rate", title="Firing rate per layer (spikes/neuron/step)"
+        ),
+    })
+    run.summary.update(summary_scalars(results))
