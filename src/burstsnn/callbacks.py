@@ -13,7 +13,6 @@ from torch import nn
 from burstsnn.convert import convert
 from burstsnn.data import ImageDataModule
 from burstsnn.evaluate import SNNEvaluator
-from burstsnn.tracking import log_snn_results
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class ConversionSettings:
 
 
 class ConversionCallback(pl.Callback):
-    """Converts the ANN after `fit` and evaluates the SNN on the test set.
+    """Converts the ANN after `fit` and evaluates the SNN on the test set (logging is the job's).
 
     `run(ann, data)` does the work and is also what a job calls when its ANN came from the
     cache (no fit happened). The SNN is evaluated by a fresh Trainer from `make_trainer`
@@ -67,8 +66,6 @@ class ConversionCallback(pl.Callback):
         started = time.perf_counter()
         trainer.test(evaluator, dataloaders=data.test_dataloader(), verbose=False)
         simulation_s = time.perf_counter() - started
-        started = time.perf_counter()
-        log_snn_results(trainer.loggers, evaluator.results)
         self.results = {
             **evaluator.results,
             "T": s.T,
@@ -76,7 +73,6 @@ class ConversionCallback(pl.Callback):
             "timings": {
                 "calibration_s": calibration_s,
                 "simulation_s": simulation_s,
-                "logging_s": time.perf_counter() - started,
             },
         }
         return self.results

@@ -23,7 +23,7 @@ from burstsnn.data import ImageDataModule
 from burstsnn.datasets import DatasetError
 from burstsnn.models import build_model
 from burstsnn.summary import print_summary
-from burstsnn.tracking import build_logger, close_logger
+from burstsnn.tracking import build_logger, close_logger, log_results
 
 log = logging.getLogger("burstsnn")
 
@@ -131,20 +131,24 @@ def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
         ann_acc = test_ann(cfg, model, data)
         conversion = ConversionCallback(conversion_settings(cfg), lambda: make_trainer(cfg, logger))
         snn = conversion.run(model, data)
+        timings = snn.pop("timings")
+        results = {
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "overrides": list(context.overrides),
+            "ann": {
+                "key": key, "trained": trained, "checkpoint": str(cache.entry(key)),
+                "test_acc": ann_acc, "val_acc": meta.get("val_acc"),
+                "train_seconds": meta.get("train_seconds"),
+            },
+            "snn": {**snn, "conversion_loss": ann_acc - snn["acc_at_T"]},
+            "timings": {"ann_s": ann_s, **timings},
+        }
+        logging_started = time.perf_counter()
+        log_results(logger, results)
+        results["timings"]["logging_s"] = time.perf_counter() - logging_started
     finally:
         close_logger(logger)
-    timings = snn.pop("timings")
-    results = {
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "overrides": list(context.overrides),
-        "ann": {
-            "key": key, "trained": trained, "checkpoint": str(cache.entry(key)),
-            "test_acc": ann_acc, "val_acc": meta.get("val_acc"),
-            "train_seconds": meta.get("train_seconds"),
-        },
-        "snn": {**snn, "conversion_loss": ann_acc - snn["acc_at_T"]},
-        "timings": {"ann_s": ann_s, **timings, "total_s": time.perf_counter() - started},
-    }
+    results["timings"]["total_s"] = time.perf_counter() - started
     write_json_atomic(context.job_dir / "results.json", results)
     print_summary(results)
     return results

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +43,21 @@ def close_logger(logger: Logger | None) -> None:
 
 
 def summary_scalars(results: dict[str, Any]) -> dict[str, float]:
-    """The SNN's headline numbers, flat (for dashboards' summary and CSV)."""
+    """A job's headline numbers, flat (for dashboards' summary and CSV); `results` as in
+    results.json."""
+    ann, snn = results["ann"], results["snn"]
     scalars = {
-        "snn/acc_at_T": results["acc_at_T"],
-        "snn/best_acc": results["best_acc"],
-        "snn/best_t": results["best_t"],
+        "ann/test_acc": ann["test_acc"],
+        "snn/acc_at_T": snn["acc_at_T"],
+        "snn/best_acc": snn["best_acc"],
+        "snn/best_t": snn["best_t"],
+        "snn/conversion_loss": snn["conversion_loss"],
+        "snn/theta_scale": snn["theta_scale"],
     }
-    scalars.update({f"energy/{k}": v for k, v in results["energy"].items() if _is_number(v)})
-    scalars.update({f"firing_rate/{k}": v for k, v in results["firing_rates"].items()})
-    scalars.update({f"pooling_ratio/{k}": v for k, v in results["pooling_correct_ratio"].items()})
+    scalars.update({f"energy/{k}": v for k, v in snn["energy"].items() if _is_number(v)})
+    scalars.update({f"firing_rate/{k}": v for k, v in snn["firing_rates"].items()})
+    scalars.update({f"pooling_ratio/{k}": v for k, v in snn["pooling_correct_ratio"].items()})
+    scalars.update({f"time/{k}": v for k, v in results["timings"].items()})
     return scalars
 
 
@@ -60,17 +65,16 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def log_snn_results(loggers: Iterable[Logger], results: dict[str, Any]) -> None:
-    """Accuracy over t as a curve whose x axis is t, firing rates as a table + bar chart,
-    and the headline numbers in the summary."""
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            _log_wandb(logger, results)
-        else:
-            for t, acc in enumerate(results["acc_over_t"], start=1):
-                logger.log_metrics({"snn/t": t, "snn/acc": acc}, step=t)
-            logger.log_metrics(summary_scalars(results))
-            logger.save()
+def log_results(logger: Logger | None, results: dict[str, Any]) -> None:
+    """Log a job's results (as in results.json): SNN accuracy over t as a curve whose x axis
+    is t, firing rates as a table + bar chart (W&B), and the headline numbers."""
+    if isinstance(logger, WandbLogger):
+        _log_wandb(logger, results)
+    elif logger is not None:
+        for t, acc in enumerate(results["snn"]["acc_over_t"], start=1):
+            logger.log_metrics({"snn/t": t, "snn/acc": acc}, step=t)
+        logger.log_metrics(summary_scalars(results))
+        logger.save()
 
 
 def _log_wandb(logger: WandbLogger, results: dict[str, Any]) -> None:
@@ -79,10 +83,11 @@ def _log_wandb(logger: WandbLogger, results: dict[str, Any]) -> None:
     run = logger.experiment
     run.define_metric("snn/t")
     run.define_metric("snn/acc", step_metric="snn/t")
-    for t, acc in enumerate(results["acc_over_t"], start=1):
+    for t, acc in enumerate(results["snn"]["acc_over_t"], start=1):
         run.log({"snn/t": t, "snn/acc": acc})
     rates = wandb.Table(
-        columns=["layer", "firing_rate"], data=[[k, v] for k, v in results["firing_rates"].items()]
+        columns=["layer", "firing_rate"],
+        data=[[k, v] for k, v in results["snn"]["firing_rates"].items()],
     )
     run.log({
         "snn/firing_rates": rates,
