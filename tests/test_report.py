@@ -15,7 +15,10 @@ from burstsnn.report import (PAPER_ACC, ReportError, build_table, load_results, 
 from results_fixtures import fake_result, write_fake_sweep, write_results
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
-TABLE1_LABELS = [f"{name}, θ = {theta}" for name in PAPER_ACC for theta in ("λ", "λ/Γ")]
+TABLE1_LABELS = [
+    f"{name}, θ = {theta}{' (= λ)' if theta == 'λ/Γ' and 'Burst' not in name else ''}"
+    for name in PAPER_ACC for theta in ("λ", "λ/Γ")
+]
 
 
 @pytest.fixture

@@ -204,18 +204,18 @@ def varied_knobs(results: Sequence[dict[str, Any]]) -> list[str]:
     return varied
 
 
-def theta_label(theta_scale: Any) -> str:
-    """The threshold rule as written: "θ = λ", "θ = λ/Γ" or "θ = 0.5·λ"."""
+def theta_label(theta_scale: Any, gamma: Any = None) -> str:
+    """The threshold rule as written: "θ = λ", "θ = λ/Γ" ("θ = λ/Γ (= λ)" when Γ=1) or "θ = 0.5·λ"."""
     if theta_scale == "1/gamma":
-        return "θ = λ/Γ"
+        return "θ = λ/Γ (= λ)" if gamma == 1 else "θ = λ/Γ"
     if theta_scale == 1:
         return "θ = λ"
     return f"θ = {theta_scale}·λ"
 
 
-def _knob_label(key: str, value: Any) -> str:
+def _knob_label(key: str, value: Any, gamma: Any = None) -> str:
     if key == "theta_scale":
-        return theta_label(value)
+        return theta_label(value, gamma)
     if key == "gamma":
         return f"Γ={value}"
     return f"{key}={value}"
@@ -233,11 +233,13 @@ def row_label(knobs: dict[str, Any], config: dict[str, Any]) -> str:
     """The paper's name (plus any other varied knob), else the varied knobs, else the core ones."""
     name = paper_name(config)
     if name is not None:
-        others = (_knob_label(k, v) for k, v in knobs.items() if k not in PAPER_ROWS[name])
+        others = (_knob_label(k, v, config.get("gamma"))
+                  for k, v in knobs.items() if k not in PAPER_ROWS[name])
         return ", ".join([name, *others])
     if knobs:
-        return ", ".join(_knob_label(k, v) for k, v in knobs.items())
-    return ", ".join(_knob_label(k, config.get(k)) for k in ("p", "pooling", "gamma", "theta_scale"))
+        return ", ".join(_knob_label(k, v, config.get("gamma")) for k, v in knobs.items())
+    return ", ".join(_knob_label(k, config.get(k), config.get("gamma"))
+                     for k in ("p", "pooling", "gamma", "theta_scale"))
 
 
 def _sortable(value: Any) -> tuple[int, Any]:

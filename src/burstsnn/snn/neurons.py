@@ -67,26 +67,23 @@ class BurstNeuron(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x: input current ``[T, B, ...]`` -> output ``[T, B, ...]`` = s·θ."""
         theta = self.threshold
-        v = self.v
-        if v is None:
-            v = torch.zeros_like(x[0]) + self.v_init * theta
+        if self.v is None:
+            self.v = torch.zeros_like(x[0]) + self.v_init * theta
+        v = self.v  # updated in place: no per-step allocations
         self.num_neurons = x[0, 0].numel()
         out = torch.empty_like(x)
+        s = torch.empty_like(x[0])
         counts = x.new_zeros(x.shape[0]) if self.record else None
         for t in range(x.shape[0]):
-            v = v + x[t]
-            # clamp(floor(V/θ), 0, Γ) via an int cast (torch.floor on CPU is far slower);
-            # V/θ may round up to k when V is just below k·θ: take one back then.
-            s = (v / theta).clamp_(0, self.gamma).to(torch.int32).to(v.dtype)
-            s = (s - (s * theta > v).to(v.dtype)).clamp_(min=0)
+            v.add_(x[t])
+            torch.div(v, theta, out=s).floor_().clamp_(0, self.gamma)  # s = clamp(⌊V/θ⌋, 0, Γ)
+            torch.mul(s, theta, out=out[t])
             if self.reset_mode == "soft":
-                v = v - s * theta
+                v.sub_(out[t])
             else:
-                v = torch.where(s > 0, torch.zeros_like(v), v)
-            out[t] = s * theta
+                v.masked_fill_(s > 0, 0.0)
             if counts is not None:
                 counts[t] = s.sum()
-        self.v = v
         if counts is not None:
             self.spike_counts = counts if self.spike_counts is None else torch.cat([self.spike_counts, counts])
         return out
