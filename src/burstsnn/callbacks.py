@@ -54,8 +54,8 @@ class ConversionCallback(pl.Callback):
         """Calibrate on training batches, convert, simulate the test set; returns the results."""
         s = self.settings
         started = time.perf_counter()
-        snn = convert(
-            ann.cpu().eval(), data.calib_dataloader(), p=s.p, gamma=s.gamma, pooling=s.pooling,
+        snn = convert(  # on ann's device; ann is not modified
+            ann, data.calib_dataloader(), p=s.p, gamma=s.gamma, pooling=s.pooling,
             reset=s.reset, v_init=s.v_init, theta_scale=s.theta_scale,
             channel_wise=s.channel_wise, calib_batches=s.calib_batches,
         )

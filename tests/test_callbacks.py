@@ -1,0 +1,36 @@
+"""ConversionCallback used the way a user adds it to their own Lightning training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from burstsnn.ann import ANNClassifier
+from burstsnn.callbacks import ConversionCallback, ConversionSettings
+from burstsnn.data import ImageDataModule
+from burstsnn.models import build_model
+
+
+def test_callback_converts_and_evaluates_after_fit(tiny_idx_root: Path) -> None:
+    pl.seed_everything(0)
+    data = ImageDataModule(root=str(tiny_idx_root), batch_size=32, eval_batch_size=32,
+                           val_size=32)
+    settings = ConversionSettings(p=99.9, gamma=2, pooling="lipool", reset="soft", v_init=0.0,
+                                  theta_scale=0.5, channel_wise=False, calib_batches=1, T=5)
+    callback = ConversionCallback(
+        settings, lambda: pl.Trainer(logger=False, enable_progress_bar=False,
+                                     enable_model_summary=False)
+    )
+    model = ANNClassifier(build_model("vgg16", 10, 1, width=0.125), num_classes=10)
+    trainer = pl.Trainer(max_epochs=1, callbacks=[callback], logger=False,
+                         enable_progress_bar=False, enable_checkpointing=False,
+                         enable_model_summary=False)
+    trainer.fit(model, datamodule=data)
+    results = callback.results
+    assert len(results["acc_over_t"]) == 5 and results["T"] == 5
+    assert results["theta_scale"] == 0.5
+    assert all(0.0 <= a <= 1.0 for a in results["acc_over_t"])
+    assert len(results["firing_rates"]) == 13 and len(results["pooling_correct_ratio"]) == 5
+    assert all(r == 1.0 for r in results["pooling_correct_ratio"].values())  # LIPool is exact
+    assert results["timings"]["simulation_s"] > 0
