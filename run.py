@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
-from burstsnn.job import JobContext, run_job, user_error
+from burstsnn.errors import USER_ERRORS
+from burstsnn.job import JobContext, run_job
+
+log = logging.getLogger("burstsnn")
+
+
+class JobFailed(CompactHydraException):
+    """A job stopped on bad input; Hydra prints just this one line (other sweep jobs go on)."""
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -22,9 +30,9 @@ def main(cfg: DictConfig) -> None:
     )
     try:
         run_job(cfg, context)
-    except user_error() as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    except USER_ERRORS as error:
+        log.error("error: %s", error)
+        raise JobFailed(f"error: {error}") from None
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 import burstsnn.data as data_module
 from burstsnn.data import SPECS, ImageDataModule
-from burstsnn.datasets import DatasetError
+from burstsnn.errors import DatasetError
 from datafiles import idx_bytes, make_cifar_dataset, make_idx_dataset, make_imagefolder
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"

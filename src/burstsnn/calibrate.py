@@ -9,6 +9,8 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
+from burstsnn.errors import ConversionError
+
 
 def percentile(x: Tensor, p: float, dim: int | None = None) -> Tensor:
     """p-th percentile (0 ≤ p ≤ 100) of ``x``, equal to ``numpy.percentile(method="linear")``.
@@ -44,7 +46,7 @@ class _Recorder:
 def _layer_lambda(name: str, acts: Tensor, p: float, channel_wise: bool) -> Tensor:
     """acts: [N, C, ...] -> λ, a scalar or (channel_wise) ``[C, 1, ...]``, broadcastable to [B, C, ...]."""
     if not bool(torch.isfinite(acts).all()):
-        raise ValueError(f"layer '{name}': NaN or inf in activations during calibration")
+        raise ConversionError(f"layer '{name}': NaN or inf in activations during calibration")
     if channel_wise:
         per_channel = acts.transpose(0, 1).reshape(acts.shape[1], -1)
         lam = percentile(per_channel, p, dim=1).view(-1, *([1] * (acts.dim() - 2)))

@@ -13,6 +13,7 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from burstsnn.calibrate import calibrate
+from burstsnn.errors import ConversionError
 from burstsnn.snn.network import MultiStep, SpikingNetwork
 from burstsnn.snn.neurons import RESETS, BurstNeuron
 from burstsnn.snn.pooling import LIPool, SpikeMaxPool
@@ -44,7 +45,7 @@ def _trace(model: nn.Module) -> fx.GraphModule:
     try:
         return fx.symbolic_trace(model)
     except Exception as exc:  # fx raises many kinds on untraceable code
-        raise ValueError(f"cannot trace {type(model).__name__} with torch.fx: {exc}") from exc
+        raise ConversionError(f"cannot trace {type(model).__name__} with torch.fx: {exc}") from exc
 
 
 def fold_bn(model: nn.Module) -> fx.GraphModule:
@@ -148,14 +149,14 @@ def _prepare(gm: fx.GraphModule) -> tuple[list[str], list[str]]:
             relus.append(_site(gm, node, taken).target)
         elif isinstance(module, nn.MaxPool2d):
             if module.dilation not in (1, (1, 1)) or module.return_indices:
-                raise ValueError(f"{_describe(gm, node)}: MaxPool2d with dilation or return_indices is not supported")
+                raise ConversionError(f"{_describe(gm, node)}: MaxPool2d with dilation or return_indices is not supported")
             pools.append(_site(gm, node, taken).target)
         elif not (
             isinstance(module, _PASS_MODULES)
             or (node.op == "call_function" and node.target in _PASS_FUNCTIONS)
             or (node.op == "call_method" and node.target in _PASS_METHODS)
         ):
-            raise ValueError(f"cannot convert {_describe(gm, node)}; supported: {SUPPORTED}")
+            raise ConversionError(f"cannot convert {_describe(gm, node)}; supported: {SUPPORTED}")
     gm.delete_all_unused_submodules()
     gm.recompile()
     return relus, pools
@@ -185,6 +186,14 @@ def _check_args(p, gamma, pooling, reset, v_init, theta_scale, calib_batches) ->
         raise ValueError(f"calib_batches must be an int >= 1, got {calib_batches!r}")
 
 
+def _check_finite(ann: nn.Module) -> None:
+    """ConversionError naming the first parameter or buffer holding NaN or inf."""
+    for name, tensor in [*ann.named_parameters(), *ann.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ConversionError(f"ANN weight '{name}' holds NaN or inf: the ANN diverged or "
+                                  "its checkpoint is corrupt; retrain it")
+
+
 def convert(
     ann: nn.Module,
     calib_loader: Iterable,
@@ -205,10 +214,11 @@ def convert(
     then swaps each ReLU call site for ``BurstNeuron(θ_l = theta_scale·λ_l, gamma,
     reset, v_init)`` and each MaxPool2d for LIPool / SpikeMaxPool / AvgPool2d
     (``pooling`` = "lipool" / "spikemax" / "avg").  theta_scale = 1 is the method
-    as written; 1/Γ reproduces the paper's released code.  Unsupported layers ->
-    ValueError naming the layer.
+    as written; 1/Γ reproduces the paper's released code.  Unsupported layers and
+    NaN/inf weights or activations -> ConversionError naming the layer.
     """
     _check_args(p, gamma, pooling, reset, v_init, theta_scale, calib_batches)
+    _check_finite(ann)
     gm = fold_bn(ann)
     relus, pools = _prepare(gm)
     lambdas = calibrate(gm, calib_loader, relus, p=p, channel_wise=channel_wise, calib_batches=calib_batches)

@@ -18,15 +18,15 @@ from torchvision import datasets as tvd
 from torchvision.transforms import v2
 
 from burstsnn.datasets import (
-    DatasetError,
     find_cifar_dir,
     find_idx_dir,
     load_cifar_split,
     load_idx_split,
     load_image_folder,
 )
+from burstsnn.errors import DatasetError
 
-__all__ = ["DatasetError", "ImageDataModule", "SPECS", "DatasetSpec", "build_transform"]
+__all__ = ["ImageDataModule", "SPECS", "DatasetSpec", "build_transform"]
 
 
 @dataclass(frozen=True)
@@ -165,16 +165,16 @@ class ImageDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if name not in SPECS:
-            raise ValueError(f"data.name={name!r}: expected one of {sorted(SPECS)}")
+            raise DatasetError(f"data.name={name!r}: expected one of {sorted(SPECS)}")
         self.spec = SPECS[name]
         if in_channels is not None and in_channels != self.spec.in_channels:
-            raise ValueError(f"data.in_channels={in_channels}, but {name} has {self.spec.in_channels}")
+            raise DatasetError(f"data.in_channels={in_channels}, but {name} has {self.spec.in_channels}")
         if num_classes is not None and num_classes != self.spec.num_classes and name != "imagenet":
-            raise ValueError(f"data.num_classes={num_classes}, but {name} has {self.spec.num_classes}")
+            raise DatasetError(f"data.num_classes={num_classes}, but {name} has {self.spec.num_classes}")
         if val_size < 0:
-            raise ValueError(f"data.val_size={val_size} must be >= 0")
+            raise DatasetError(f"data.val_size={val_size} must be >= 0")
         if download and name == "imagenet":
-            raise ValueError("data.download=true is not possible for imagenet: " + self.spec.fix)
+            raise DatasetError("data.download=true is not possible for imagenet: " + self.spec.fix)
         self.save_hyperparameters()
         self.name = name
         self.root = Path(root if root is not None else self.spec.default_root)
@@ -250,7 +250,7 @@ class ImageDataModule(pl.LightningDataModule):
         if self.limit_train_samples is not None:
             n = min(n, self.limit_train_samples)
         if self.val_size >= n:
-            raise ValueError(f"data.val_size={self.val_size} leaves no training images out of {n}")
+            raise DatasetError(f"data.val_size={self.val_size} leaves no training images out of {n}")
         gen = torch.Generator().manual_seed(self.split_seed)
         perm = torch.randperm(n, generator=gen)
         val_idx, train_idx = perm[: self.val_size].sort().values, perm[self.val_size :].sort().values

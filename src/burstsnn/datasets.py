@@ -17,12 +17,10 @@ import numpy as np
 import torch
 from torchvision.datasets import ImageFolder
 
+from burstsnn.errors import DatasetError
+
 IDX_LABELS_MAGIC = 0x00000801
 IDX_IMAGES_MAGIC = 0x00000803
-
-
-class DatasetError(ValueError):
-    """A data set is missing or its files are malformed (one-line message)."""
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -18,9 +19,8 @@ from burstsnn.ann import ANNClassifier
 from burstsnn.atomic import write_json_atomic
 from burstsnn.cache import AnnCache, ann_key
 from burstsnn.callbacks import ConversionCallback, ConversionSettings
-from burstsnn.config import ConfigError, theta_scale_value, validate
+from burstsnn.config import theta_scale_value, validate
 from burstsnn.data import ImageDataModule
-from burstsnn.datasets import DatasetError
 from burstsnn.models import build_model
 from burstsnn.summary import print_summary
 from burstsnn.tracking import build_logger, close_logger, log_results
@@ -39,11 +39,6 @@ class JobContext:
     @property
     def name(self) -> str:
         return ",".join(self.overrides) or "default"
-
-
-def user_error() -> tuple[type[Exception], ...]:
-    """Errors caused by the user's input: reported as one line, without a traceback."""
-    return (ConfigError, DatasetError)
 
 
 def make_trainer(cfg: DictConfig, logger: Logger | None, **overrides: Any) -> pl.Trainer:
@@ -88,7 +83,7 @@ def train_ann(
     trainer.fit(module, datamodule=data)
     val_acc = trainer.callback_metrics.get("ann/val_acc")
     return {
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": resolved_config(cfg),
         "train_seconds": time.perf_counter() - started,
         "val_acc": None if val_acc is None else float(val_acc),
     }
@@ -110,9 +105,36 @@ def conversion_settings(cfg: DictConfig) -> ConversionSettings:
     )
 
 
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain data, as stored in results.json."""
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def finished_results(cfg: DictConfig, path: Path) -> dict[str, Any] | None:
+    """The results at `path` if they were computed for this same config (skip_done aside)."""
+    if not path.exists():
+        return None
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ignore = ("skip_done",)
+    stored = {k: v for k, v in results.get("config", {}).items() if k not in ignore}
+    wanted = {k: v for k, v in resolved_config(cfg).items() if k not in ignore}
+    return results if stored == wanted else None
+
+
 def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
-    """Run one job; returns its results, also written to `context.job_dir/results.json`."""
+    """Run one job; returns its results, also written to `context.job_dir/results.json`.
+
+    With `skip_done`, a job whose results.json already holds results for the same resolved
+    config returns those without running again.
+    """
     validate(cfg)
+    results_path = context.job_dir / "results.json"
+    if cfg.skip_done and (done := finished_results(cfg, results_path)) is not None:
+        log.info("skip_done: %s already holds this job's results; skipping it", results_path)
+        return done
     started = time.perf_counter()
     if cfg.trainer.num_threads is not None:
         torch.set_num_threads(cfg.trainer.num_threads)
@@ -133,7 +155,7 @@ def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
         snn = conversion.run(model, data)
         timings = snn.pop("timings")
         results = {
-            "config": OmegaConf.to_container(cfg, resolve=True),
+            "config": resolved_config(cfg),
             "overrides": list(context.overrides),
             "ann": {
                 "key": key, "trained": trained, "checkpoint": str(cache.entry(key)),
@@ -149,6 +171,6 @@ def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
     finally:
         close_logger(logger)
     results["timings"]["total_s"] = time.perf_counter() - started
-    write_json_atomic(context.job_dir / "results.json", results)
+    write_json_atomic(results_path, results)
     print_summary(results)
     return results
