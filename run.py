@@ -22,6 +22,8 @@ class JobFailed(CompactHydraException):
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    # Lightning's per-Trainer banners ("GPU available", tips) would drown the job's own log.
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
     hydra_cfg = HydraConfig.get()
     context = JobContext(
         job_dir=Path(hydra_cfg.runtime.output_dir),
