@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from burstsnn.snn.tiling import batch_tiles
+
 RESETS = ("soft", "hard")
 
 
@@ -69,21 +71,31 @@ class BurstNeuron(nn.Module):
         theta = self.threshold
         if self.v is None:
             self.v = torch.zeros_like(x[0]) + self.v_init * theta
-        v = self.v  # updated in place: no per-step allocations
         self.num_neurons = x[0, 0].numel()
         out = torch.empty_like(x)
-        s = torch.empty_like(x[0])
-        counts = x.new_zeros(x.shape[0]) if self.record else None
-        for t in range(x.shape[0]):
-            v.add_(x[t])
-            torch.div(v, theta, out=s).floor_().clamp_(0, self.gamma)  # s = clamp(⌊V/θ⌋, 0, Γ)
-            torch.mul(s, theta, out=out[t])
-            if self.reset_mode == "soft":
-                v.sub_(out[t])
-            else:
-                v.masked_fill_(s > 0, 0.0)
-            if counts is not None:
-                counts[t] = s.sum()
+        counts = x.new_zeros(x.shape[0], dtype=torch.float64) if self.record else None
+        tiles = batch_tiles(self.v)
+        s_tile = torch.empty_like(self.v[tiles[0]])  # scratch for the spike counts s
+        # Tiles outside, steps inside: a tile of V stays in cache over the chunk's steps.
+        for rows in tiles:
+            v, s = self.v[rows], s_tile[: rows.stop - rows.start]  # v: a view, updated in place
+            for t in range(x.shape[0]):
+                self._step(v, x[t, rows], s, out[t, rows])
+                if counts is not None:
+                    counts[t] += s.sum(dtype=torch.float64)  # exact integer count
         if counts is not None:
+            counts = counts.to(x.dtype)
             self.spike_counts = counts if self.spike_counts is None else torch.cat([self.spike_counts, counts])
         return out
+
+    def _step(self, v: Tensor, x: Tensor, s: Tensor, out: Tensor) -> None:
+        """One step on a tile, in place: v ``[b, ...]`` += x; s = clamp(⌊V/θ⌋, 0, Γ);
+        out = s·θ; reset v.  (θ broadcasts against the tile.)"""
+        theta = self.threshold
+        v.add_(x)
+        torch.div(v, theta, out=s).floor_().clamp_(0, self.gamma)
+        torch.mul(s, theta, out=out)
+        if self.reset_mode == "soft":
+            v.sub_(out)
+        else:
+            v.masked_fill_(s > 0, 0.0)

@@ -13,9 +13,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from burstsnn.snn.tiling import batch_tiles
+
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _steps_like(like: Tensor, steps: int) -> Tensor:
+    """An empty ``[steps, *like.shape]`` whose steps are laid out like ``like``
+    (channels-last when it is, as the next convolution prefers)."""
+    channels_last = like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    flat = torch.empty((steps * like.shape[0], *like.shape[1:]), dtype=like.dtype, device=like.device, memory_format=fmt)
+    return flat.view(steps, *like.shape)
 
 
 class _SpikingPool(nn.Module):
@@ -51,20 +62,6 @@ class _SpikingPool(nn.Module):
     def _maxpool(self, x: Tensor) -> Tensor:
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode)
 
-    def _cumulate(self, x: Tensor) -> Tensor:
-        """x: [T, B, C, H, W] -> cumulative input after each step, same shape."""
-        c = torch.empty_like(x)
-        total = self.cumulative_input
-        if total is None:
-            total = torch.zeros_like(x[0])
-        # A step-by-step sum (not torch.cumsum, which accumulates in another precision
-        # or order) keeps the result independent of how the steps are chunked.
-        for t in range(x.shape[0]):
-            total = total + x[t]
-            c[t] = total
-        self.cumulative_input = total
-        return c
-
 
 class LIPool(_SpikingPool):
     """Lateral-inhibition pooling: cumulative output = max-pool of cumulative input.
@@ -75,15 +72,20 @@ class LIPool(_SpikingPool):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        steps, batch = x.shape[:2]
-        c = self._cumulate(x)
-        m = self._maxpool(c.flatten(0, 1))
-        m = m.view(steps, batch, *m.shape[1:])
-        prev = self.cumulative_output
-        if prev is None:
-            prev = torch.zeros_like(m[0])
-        self.cumulative_output = m[-1]
-        return torch.diff(m, dim=0, prepend=prev.unsqueeze(0))
+        if self.cumulative_input is None:
+            self.cumulative_input = torch.zeros_like(x[0])
+            self.cumulative_output = self._maxpool(self.cumulative_input)  # zeros [B, C, H', W']
+        total, pooled = self.cumulative_input, self.cumulative_output  # updated in place
+        steps = x.shape[0]
+        out = _steps_like(pooled, steps)
+        for rows in batch_tiles(total):  # cache-sized tiles of the batch, steps inside
+            c, m_prev = total[rows], pooled[rows]
+            for t in range(steps):
+                c.add_(x[t, rows])  # C(t) = C(t-1) + x(t), step by step as in any chunking
+                m = self._maxpool(c)
+                torch.sub(m, m_prev, out=out[t, rows])  # maxpool(C(t)) - maxpool(C(t-1))
+                m_prev.copy_(m)
+        return out
 
 
 class SpikeMaxPool(_SpikingPool):
@@ -105,6 +107,19 @@ class SpikeMaxPool(_SpikingPool):
         prev = self.cumulative_output
         self.cumulative_output = total if prev is None else prev + total
         return out
+
+    def _cumulate(self, x: Tensor) -> Tensor:
+        """x: [T, B, C, H, W] -> cumulative input after each step, same shape."""
+        c = torch.empty_like(x)
+        total = self.cumulative_input
+        if total is None:
+            total = torch.zeros_like(x[0])
+        # A step-by-step sum (not torch.cumsum, which accumulates in another precision
+        # or order) keeps the result independent of how the steps are chunked.
+        for t in range(x.shape[0]):
+            total = torch.add(total, x[t], out=c[t])
+        self.cumulative_input = total.clone()
+        return c
 
     def _select(self, c: Tensor, x: Tensor) -> Tensor:
         """c, x: [N, C, H, W] -> x at each window's winner, [N, C, H', W']."""
