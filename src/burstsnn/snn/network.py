@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, fx, nn
@@ -72,6 +73,44 @@ def _split(gm: fx.GraphModule, stateful: set[str]) -> tuple[fx.GraphModule, fx.G
     return prefix, fx.GraphModule(gm, rest_graph)
 
 
+# Share of the free CUDA memory that chunk=None lets one chunk's activations take.
+MEMORY_FRACTION = 0.5
+
+
+def fit_chunk(step_bytes: int, steps: int, budget: int) -> int:
+    """The most steps (1..``steps``, at least 1) whose activations, ``step_bytes`` each,
+    fit in ``budget`` bytes."""
+    return max(1, min(steps, budget // max(1, step_bytes)))
+
+
+def _storage_bytes(values: Iterable[object]) -> int:
+    """Bytes of the distinct storages behind the tensors in ``values`` (in tuples too)."""
+    storages: dict[int, int] = {}
+    stack = list(values)
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (tuple, list)):
+            stack.extend(v)
+        elif isinstance(v, Tensor):
+            storage = v.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
+
+
+class _PeakBytes(fx.Interpreter):
+    """Runs a graph like its GraphModule (values freed after their last use) and keeps
+    in ``bytes`` the peak of the live values' bytes: one step's activation memory."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.bytes = 0
+
+    def run_node(self, n: fx.Node) -> object:
+        result = super().run_node(n)
+        self.bytes = max(self.bytes, _storage_bytes([*self.env.values(), result]))
+        return result
+
+
 class SpikingNetwork(nn.Module):
     """A converted network, simulated for T steps with direct (analog) input.
 
@@ -82,6 +121,9 @@ class SpikingNetwork(nn.Module):
     Probes (no effect on results): set ``record = True`` before a forward, then
     ``spike_counts()``; ``neuron_counts()``, ``thresholds()``, ``pool_states()``.
     The network always stays in eval mode.
+
+    ``memory_budget`` (bytes, default None) bounds the activations of one chunk when
+    ``forward`` picks the chunk (``chunk=None``); see ``forward``.
     """
 
     def __init__(self, graph: fx.GraphModule) -> None:
@@ -92,6 +134,9 @@ class SpikingNetwork(nn.Module):
         self._stepped = [m for name, m in graph.named_modules() if isinstance(m, MultiStep)]
         # Not registered as submodules: they share graph's modules.
         self._parts = _split(graph, stateful)
+        self.memory_budget: int | None = None
+        self.last_chunk = 0  # chunk of the last forward
+        self.step_bytes = 0  # one step's activation bytes, when the last forward measured them
         self.eval()
 
     def train(self, mode: bool = True) -> SpikingNetwork:
@@ -132,28 +177,51 @@ class SpikingNetwork(nn.Module):
 
         Starts from the reset state.  Runs ``chunk`` steps at a time; the result does not
         depend on ``chunk``.  None picks by device: step by step on CPU (T·B-sized
-        activations make the time-batched form memory-bound there), all T at once elsewhere.
+        activations make the time-batched form memory-bound there); elsewhere, or on CPU
+        when ``memory_budget`` is set, the first step alone, measuring its activations'
+        peak bytes (``step_bytes``), then the largest chunks that fit the budget.
+        ``last_chunk`` is the chunk used.
         """
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
             raise ValueError(f"T must be an int >= 1, got {T!r}")
-        if chunk is None:
-            chunk = 1 if x.device.type == "cpu" else T
-        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
             raise ValueError(f"chunk must be None or an int >= 1, got {chunk!r}")
+        if chunk is None and x.device.type == "cpu" and self.memory_budget is None:
+            chunk = 1
         prefix, rest = self._parts
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         self.reset()
-        outputs = []
+        outputs, start = [], 0
         with torch.inference_mode():
             static = prefix(x)
-            for start in range(0, T, chunk):
-                steps = min(chunk, T - start)
-                for m in self._stepped:
-                    m.steps = steps
-                y = rest(*(_repeat(v, steps) for v in static))
-                outputs.append(y.view(steps, x.shape[0], *y.shape[1:]))
+            if chunk is None:  # measure one step, then fit the chunk to the budget
+                peak = _PeakBytes(rest)
+                outputs.append(self._run(peak.run, static, 1))
+                self.step_bytes = peak.bytes
+                start, chunk = 1, fit_chunk(peak.bytes, T - 1, self._budget(x.device))
+            for first in range(start, T, chunk):
+                outputs.append(self._run(rest, static, min(chunk, T - first)))
+        self.last_chunk = chunk
         return torch.cat(outputs)
+
+    def _run(self, rest: Callable[..., Tensor], static: tuple, steps: int) -> Tensor:
+        """The next ``steps`` steps: ``rest`` on the static values repeated -> ``[steps, B, ...]``."""
+        for m in self._stepped:
+            m.steps = steps
+        y = rest(*(_repeat(v, steps) for v in static))
+        return y.view(steps, -1, *y.shape[1:])
+
+    def _budget(self, device: torch.device) -> int:
+        """Bytes the chunk's activations may take: ``memory_budget``, else
+        ``MEMORY_FRACTION`` of the free CUDA memory (no bound on other devices)."""
+        if self.memory_budget is not None:
+            return self.memory_budget
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+            return int(MEMORY_FRACTION * (free + cached))
+        return sys.maxsize
 
     def spike_counts(self) -> dict[str, Tensor]:
         """layer -> ``[T]`` total spikes per step of the last forward (summed over batch

@@ -1,0 +1,245 @@
+"""The simulation engine's optimisations leave outputs identical to a plain reference.
+
+The reference below feeds the image through the whole converted graph at every step
+(no time-constant prefix) and steps each neuron and LIPool one step at a time with
+the equations written out here; the engine (cache tiles, in-place state, first-layer
+reuse, chunks, the automatic chunk and its memory budget) must match it exactly.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, fx
+
+from burstsnn.convert import convert
+from burstsnn.snn import tiling
+from burstsnn.snn.network import MultiStep, fit_chunk
+from burstsnn.snn.neurons import BurstNeuron
+from burstsnn.snn.pooling import LIPool
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_convert import ResidualCNN, SmallCNN, ready  # noqa: E402
+
+B, T = 5, 12
+
+
+def neuron_step(n: BurstNeuron, v: Tensor | None, i: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(V, s, s·θ) after one step with input current i ``[B, ...]``."""
+    theta = n.threshold
+    v = (torch.zeros_like(i) + n.v_init * theta if v is None else v) + i
+    s = torch.clamp(torch.floor(v / theta), 0, n.gamma)
+    out = s * theta
+    v = v - out if n.reset_mode == "soft" else torch.where(s > 0, torch.zeros_like(v), v)
+    return v, s, out
+
+
+def lipool_step(p: LIPool, state: tuple[Tensor, Tensor] | None, i: Tensor) -> tuple[tuple[Tensor, Tensor], Tensor]:
+    """((C(t), maxpool C(t)), output) after one step with input i ``[B, C, H, W]``."""
+    total = (torch.zeros_like(i) if state is None else state[0]) + i
+    pooled = F.max_pool2d(total, p.kernel_size, p.stride, p.padding, ceil_mode=p.ceil_mode)
+    prev = torch.zeros_like(pooled) if state is None else state[1]
+    return (total, pooled), pooled - prev
+
+
+class Reference(fx.Interpreter):
+    """One step of the whole graph; neurons and pools stepped by the functions above."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.state: dict[str, object] = {}
+        self.spikes: dict[str, list[Tensor]] = {}
+
+    def call_module(self, target, args, kwargs):
+        module = self.fetch_attr(target)
+        if not isinstance(module, MultiStep):
+            return super().call_module(target, args, kwargs)
+        inner, i = module.module, args[0]
+        if isinstance(inner, BurstNeuron):
+            v, s, out = neuron_step(inner, self.state.get(target), i)
+            self.state[target] = v
+            self.spikes.setdefault(target, []).append(s.sum(dtype=torch.float64))
+            return out
+        self.state[target], out = lipool_step(inner, self.state.get(target), i)
+        return out
+
+
+def reference(snn, x: Tensor, T: int) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+    """(outputs ``[T, B, K]``, spikes per step per neuron layer, cumulative pool input)."""
+    ref = Reference(snn.net)
+    for m in snn.net.modules():
+        if isinstance(m, MultiStep):
+            m.steps = 1
+    x = x.contiguous(memory_format=torch.channels_last)  # the engine's layout, same ops
+    with torch.inference_mode():
+        outputs = torch.stack([ref.run(x) for _ in range(T)])
+    spikes = {name: torch.stack(s).float() for name, s in ref.spikes.items()}
+    pools = {name: state[0] for name, state in ref.state.items() if isinstance(state, tuple)}
+    return outputs, spikes, pools
+
+
+@pytest.fixture(scope="module", params=["SmallCNN-soft", "ResidualCNN-hard"])
+def case(request):
+    name, reset = request.param.split("-")
+    x = torch.randn(B, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    ann = ready({"SmallCNN": SmallCNN, "ResidualCNN": ResidualCNN}[name](), x)
+    snn = convert(ann, [(x, None)], p=99.9, gamma=3, reset=reset, theta_scale=1 / 3)
+    return snn, x, reference(snn, x, T)
+
+
+def simulate(snn, x, T, chunk):
+    """(outputs, spike counts, cumulative pool inputs) of the engine."""
+    snn.record = True
+    try:
+        out = snn(x, T, chunk=chunk)
+        spikes = {k: v.clone() for k, v in snn.spike_counts().items()}
+    finally:
+        snn.record = False
+    pools = {name: p.cumulative_input.clone() for name, p in snn.pools()}
+    return out, spikes, pools
+
+
+def assert_identical(engine, expected):
+    out, spikes, pools = engine
+    ref_out, ref_spikes, ref_pools = expected
+    assert torch.equal(out, ref_out)
+    assert spikes.keys() == ref_spikes.keys() and all(torch.equal(spikes[k], ref_spikes[k]) for k in spikes)
+    assert pools.keys() == ref_pools.keys() and all(torch.equal(pools[k], ref_pools[k]) for k in pools)
+    assert sum(s.sum() for s in spikes.values()) > 0
+
+
+@pytest.mark.parametrize("chunk", [1, 5, T, None])
+@pytest.mark.parametrize("tile", [1, 700, 4096, 1 << 30])  # elements per tile: 1 sample .. whole batch
+def test_engine_matches_reference(case, chunk, tile, monkeypatch):
+    snn, x, expected = case
+    monkeypatch.setattr(tiling, "TILE_ELEMENTS", tile)
+    assert_identical(simulate(snn, x, T, chunk), expected)
+
+
+def test_auto_chunk_is_step_by_step_on_cpu(case):
+    snn, x, expected = case
+    assert_identical(simulate(snn, x, T, None), expected)
+    assert snn.last_chunk == 1
+
+
+@pytest.mark.parametrize("steps", [1, 3, T - 1])
+def test_memory_budget_bounds_the_chunk(case, steps):
+    """A budget of k steps' activations gives chunks of k steps; outputs identical."""
+    snn, x, expected = case
+    snn.memory_budget = 1 << 40  # measure one step's bytes first
+    try:
+        snn(x, T)
+        assert snn.last_chunk == T - 1 and snn.step_bytes > 0
+        snn.memory_budget = steps * snn.step_bytes
+        engine = simulate(snn, x, T, None)
+    finally:
+        snn.memory_budget = None
+    assert snn.last_chunk == steps
+    assert_identical(engine, expected)
+
+
+def test_tiny_budget_steps_one_at_a_time(case):
+    snn, x, expected = case
+    snn.memory_budget = 1
+    try:
+        engine = simulate(snn, x, T, None)
+    finally:
+        snn.memory_budget = None
+    assert snn.last_chunk == 1 < T
+    assert_identical(engine, expected)
+
+
+def test_step_bytes_cover_the_largest_activation(case):
+    """One step's peak bytes lie between the largest activation and all of them."""
+    snn, x, _ = case
+    sizes = []
+    handles = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel() * o.element_size()))
+               for m in snn.net.modules() if isinstance(m, MultiStep)]
+    snn.memory_budget = 1
+    try:
+        snn(x, 1)
+    finally:
+        snn.memory_budget = None
+        for h in handles:
+            h.remove()
+    assert max(sizes) < snn.step_bytes < 4 * sum(sizes) + x.numel() * x.element_size() * 8
+
+
+def test_first_layers_run_once(case):
+    """The layers before the first neuron see a constant input: computed once per forward."""
+    snn, x, _ = case
+    first = next(m for m in snn.net.modules() if isinstance(m, torch.nn.Conv2d))
+    calls = []
+    handle = first.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    try:
+        for chunk in (1, 4, None):
+            calls.clear()
+            snn(x, T, chunk=chunk)
+            assert calls == [B]
+    finally:
+        handle.remove()
+
+
+def test_fit_chunk():
+    assert fit_chunk(100, 31, 1000) == 10
+    assert fit_chunk(100, 31, 50) == 1
+    assert fit_chunk(100, 31, 10**9) == 31
+    assert fit_chunk(0, 7, 0) == 1
+
+
+@pytest.mark.parametrize("batch,per_sample,tile", [(5, 2048, 4096), (5, 2048, 1), (1, 10, 1 << 18), (7, 3, 10)])
+def test_batch_tiles_cover_the_batch(batch, per_sample, tile, monkeypatch):
+    monkeypatch.setattr(tiling, "TILE_ELEMENTS", tile)
+    tiles = tiling.batch_tiles(torch.empty(batch, per_sample))
+    assert tiles[0].start == 0 and tiles[-1].stop == batch
+    assert all(a.stop == b.start for a, b in zip(tiles, tiles[1:]))
+    assert all(0 < s.stop - s.start <= max(1, tile // per_sample) for s in tiles)
+
+
+@pytest.mark.parametrize("reset", ["soft", "hard"])
+def test_neuron_chunks_and_tiles_match_reference(reset, monkeypatch):
+    """Per-channel θ, channels-last input, ragged tiles, several calls (state carried)."""
+    monkeypatch.setattr(tiling, "TILE_ELEMENTS", 2 * 4 * 6 * 6)  # 2 samples per tile
+    g = torch.Generator().manual_seed(0)
+    theta = torch.rand(4, 1, 1, generator=g) + 0.2
+    n = BurstNeuron(theta, gamma=3, reset=reset, v_init=0.5)
+    x = torch.randn(9, 5, 4, 6, 6, generator=g).flatten(0, 1)
+    x = x.contiguous(memory_format=torch.channels_last).view(9, 5, 4, 6, 6)
+    n.record = True
+    out = torch.cat([n(x[:4]), n(x[4:5]), n(x[5:])])
+    v, expected, counts = None, [], []
+    for t in range(9):
+        v, s, o = neuron_step(n, v, x[t])
+        expected.append(o)
+        counts.append(s.sum())
+    assert torch.equal(out, torch.stack(expected))
+    assert torch.equal(n.v, v)
+    assert torch.equal(n.spike_counts, torch.stack(counts))
+
+
+def test_lipool_chunks_and_tiles_match_reference(monkeypatch):
+    monkeypatch.setattr(tiling, "TILE_ELEMENTS", 2 * 3 * 7 * 7)  # 2 samples per tile
+    g = torch.Generator().manual_seed(1)
+    p = LIPool(3, 2, padding=1, ceil_mode=True)
+    x = (torch.rand(8, 5, 3, 7, 7, generator=g) < 0.3).float() * 0.7
+    out = torch.cat([p(x[:3]), p(x[3:])])
+    state, expected = None, []
+    for t in range(8):
+        state, o = lipool_step(p, state, x[t])
+        expected.append(o)
+    assert torch.equal(out, torch.stack(expected))
+    assert torch.equal(p.cumulative_input, state[0]) and torch.equal(p.cumulative_output, state[1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_auto_chunk_matches_cpu(case):
+    snn, x, (ref_out, _, _) = case
+    snn.to("cuda")
+    try:
+        out = snn(x.cuda(), T)
+    finally:
+        snn.to("cpu")
+    assert 1 <= snn.last_chunk <= T - 1
+    assert torch.allclose(out.cpu(), ref_out, atol=1e-4)
