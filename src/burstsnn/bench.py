@@ -1,0 +1,286 @@
+"""Benchmark of the simulation engine against its dense limit: T forwards of the ANN.
+
+    python -m burstsnn.bench [--model vgg16 resnet20] [--width 0.25] [--T 32]
+                             [--batch 256] [--device cpu|cuda] [--repeats 5] [--threads N]
+
+A converted SNN with direct input costs at least T forwards of the ANN; the ratio
+``SNN time / T ANN forwards`` is the engine's overhead.  For each model: an ANN with
+random weights and BN with non-trivial running statistics (Fashion-MNIST shape,
+1×32×32, 10 classes), converted by ``burstsnn.convert.convert`` on a random
+calibration batch (p=99.9, Γ=5, theta_scale=1/5, LIPool).  The baseline is the
+fastest form of the same ANN: BN folded into the convolutions, channels-last,
+``torch.inference_mode``.  Every time is the median of ``repeats`` runs after one
+warm-up, in one process, on one input batch; CUDA timings are synchronised.
+
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above the memory allocated
+before the run (reset between modes); on CPU (Linux), the growth of the process's
+resident set during one run: free heap returned to the OS (``malloc_trim``), the
+peak reset (``/proc/self/clear_refs``), then peak RSS (VmHWM) minus RSS before.
+
+With ``spikingjelly`` installed (the ``bench`` extra) the same ANN is also converted
+by its ann2snn (rate coding, 99.9 %) and timed at the same T in both of its step
+modes; the summary line compares our automatic mode with its faster one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import ctypes
+import ctypes.util
+import io
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import Tensor, nn
+
+from burstsnn.convert import convert, fold_bn
+from burstsnn.models import build_model
+from burstsnn.snn.network import SpikingNetwork
+
+IN_CHANNELS, IMAGE_SIZE, CLASSES = 1, 32, 10  # Fashion-MNIST as the experiments load it
+GAMMA, PERCENTILE = 5, 99.9
+
+
+@dataclass
+class Row:
+    """One timed engine: ``seconds`` for T steps of one batch, ``ann_seconds`` for T ANN
+    forwards of the same batch; ``peak_bytes`` None where it cannot be measured."""
+
+    model: str
+    width: float
+    T: int
+    batch: int
+    device: str
+    engine: str
+    chunk: str
+    seconds: float
+    ann_seconds: float
+    peak_bytes: int | None
+
+    @property
+    def ratio(self) -> float:
+        return self.seconds / self.ann_seconds
+
+    @property
+    def throughput(self) -> float:
+        """images·steps per second."""
+        return self.batch * self.T / self.seconds
+
+
+def build_ann(model: str, width: float, device: torch.device, seed: int = 0) -> nn.Module:
+    """The named ANN with random weights and BN running statistics from a few
+    train-mode forwards on random data; eval mode, on ``device``."""
+    torch.manual_seed(seed)
+    ann = build_model(model, CLASSES, IN_CHANNELS, width, IMAGE_SIZE).to(device)
+    for m in ann.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.2, 0.3)
+    ann.train()
+    with torch.no_grad():
+        for _ in range(3):
+            ann(torch.randn(32, IN_CHANNELS, IMAGE_SIZE, IMAGE_SIZE, device=device))
+    return ann.eval()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(run: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Median wall time of ``run()`` over ``repeats`` calls, after one warm-up call."""
+    run()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        run()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _proc_status(key: str) -> int:
+    """A ``/proc/self/status`` memory field (e.g. VmRSS) in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def peak_bytes(run: Callable[[], object], device: torch.device) -> int | None:
+    """Peak memory that one ``run()`` adds (see the module docstring); None if the
+    platform offers no way to measure it."""
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        run()
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    libc = ctypes.util.find_library("c")
+    try:
+        if libc is not None:
+            ctypes.CDLL(libc).malloc_trim(0)
+        before = _proc_status("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current RSS
+    except (OSError, AttributeError, KeyError):
+        return None
+    run()
+    return max(0, _proc_status("VmHWM") - before)
+
+
+def spikingjelly_engines(
+    ann: nn.Module, calib: Tensor, T: int
+) -> dict[str, Callable[[Tensor], Tensor]] | None:
+    """SpikingJelly's ann2snn conversion of ``ann`` (channels-last, like ours) as
+    {"single-step": x -> [T, B, K], "multi-step": ...}; None without spikingjelly."""
+    try:
+        from loguru import logger
+        from spikingjelly.activation_based import ann2snn, functional
+    except ImportError:
+        return None
+    logger.disable("spikingjelly")
+    recipe = ann2snn.RateCodingRecipe(dataloader=[(calib, None)], mode=f"{PERCENTILE}%")
+    with contextlib.redirect_stderr(io.StringIO()):  # its calibration progress bar
+        net = ann2snn.Converter(recipe).convert(copy.deepcopy(ann))
+    net = net.to(memory_format=torch.channels_last)
+
+    def single(x: Tensor) -> Tensor:
+        functional.set_step_mode(net, "s")
+        functional.reset_net(net)
+        with torch.inference_mode():
+            return torch.stack([net(x) for _ in range(T)])
+
+    def multi(x: Tensor) -> Tensor:
+        functional.set_step_mode(net, "m")
+        functional.reset_net(net)
+        with torch.inference_mode():
+            return net(x.unsqueeze(0).expand(T, *x.shape).contiguous())
+
+    return {"single-step": single, "multi-step": multi}
+
+
+def engine_modes(T: int, chunk: int) -> dict[str, int | None]:
+    """Engine name -> ``chunk`` argument of ``SpikingNetwork.forward``."""
+    return {
+        "step-by-step": 1,
+        "time-batched": T,
+        f"chunked ({min(chunk, T)})": min(chunk, T),
+        "auto": None,
+    }
+
+
+def bench_model(
+    model: str, width: float, T: int, batch: int, device: torch.device, repeats: int, chunk: int
+) -> tuple[list[Row], bool]:
+    """Time the ANN baseline, each engine mode and (if installed) SpikingJelly on one
+    model.  Returns the rows and whether SpikingJelly was timed."""
+    ann = build_ann(model, width, device)
+    calib = torch.randn(batch, IN_CHANNELS, IMAGE_SIZE, IMAGE_SIZE, device=device)
+    snn: SpikingNetwork = convert(ann, [(calib, None)], p=PERCENTILE, gamma=GAMMA, theta_scale=1 / GAMMA)
+    x = torch.randn(batch, IN_CHANNELS, IMAGE_SIZE, IMAGE_SIZE, device=device)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    dense = fold_bn(ann).to(memory_format=torch.channels_last)
+
+    def ann_T() -> None:
+        with torch.inference_mode():
+            for _ in range(T):
+                dense(x_cl)
+
+    ann_seconds = median_seconds(ann_T, repeats, device)
+
+    def row(engine: str, chunk_label: str, seconds: float, peak: int | None) -> Row:
+        return Row(model, width, T, batch, device.type, engine, chunk_label, seconds, ann_seconds, peak)
+
+    rows = [row(f"ANN ×{T} (BN folded)", "-", ann_seconds, peak_bytes(ann_T, device))]
+    for engine, c in engine_modes(T, chunk).items():
+        seconds = median_seconds(lambda c=c: snn(x, T, chunk=c), repeats, device)
+        peak = peak_bytes(lambda c=c: snn(x, T, chunk=c), device)
+        rows.append(row(engine, str(snn.last_chunk), seconds, peak))
+    sj = spikingjelly_engines(ann, calib, T)
+    for engine, run in (sj or {}).items():
+        seconds = median_seconds(lambda run=run: run(x_cl), repeats, device)
+        rows.append(row(f"SpikingJelly {engine}", "-", seconds, peak_bytes(lambda run=run: run(x_cl), device)))
+    return rows, sj is not None
+
+
+def table(rows: Sequence[Row], threads: int) -> Table:
+    """The rows as one rich table."""
+    t = Table(title=f"Simulation engine vs T ANN forwards ({threads} CPU threads)")
+    for name in ("model", "width", "T", "batch", "device", "engine", "chunk", "time (s)",
+                 "ANN ×T (s)", "ratio", "img·steps/s", "peak mem (MiB)"):
+        t.add_column(name, justify="left" if name in ("model", "device", "engine") else "right")
+    for r in rows:
+        peak = "n/a" if r.peak_bytes is None else f"{r.peak_bytes / 2**20:.0f}"
+        t.add_row(r.model, f"{r.width:g}", str(r.T), str(r.batch), r.device, r.engine, r.chunk,
+                  f"{r.seconds:.3f}", f"{r.ann_seconds:.3f}", f"{r.ratio:.2f}",
+                  f"{r.throughput:,.0f}", peak)
+    return t
+
+
+def spikingjelly_summary(rows: Sequence[Row]) -> list[str]:
+    """Per model: our automatic mode's time / SpikingJelly's faster mode's time."""
+    lines = []
+    for model in dict.fromkeys(r.model for r in rows):
+        ours = next(r for r in rows if r.model == model and r.engine == "auto")
+        theirs = [r for r in rows if r.model == model and r.engine.startswith("SpikingJelly")]
+        best = min(theirs, key=lambda r: r.seconds)
+        lines.append(
+            f"{model}: ours (auto) / SpikingJelly ({best.engine.split(' ', 1)[1]}) = "
+            f"{ours.seconds / best.seconds:.2f} ({best.seconds / ours.seconds:.2f}× faster)"
+        )
+    return lines
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m burstsnn.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", nargs="+", default=["vgg16"], choices=["vgg16", "resnet20"])
+    parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--T", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--chunk", type=int, default=8, help="chunk of the 'chunked' mode")
+    args = parser.parse_args(argv)
+    for name in ("T", "batch", "repeats", "chunk"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device available")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> list[Row]:
+    """Run the benchmark, print its table; returns the rows."""
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    rows, timed_sj = [], True
+    for model in args.model:
+        model_rows, sj = bench_model(model, args.width, args.T, args.batch, device, args.repeats, args.chunk)
+        rows += model_rows
+        timed_sj = timed_sj and sj
+    console = Console()
+    console.print(table(rows, torch.get_num_threads()))
+    if timed_sj:
+        for line in spikingjelly_summary(rows):
+            console.print(line)
+    else:
+        console.print("SpikingJelly: skipped (not installed; `pip install -e .[bench]` adds it)")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
