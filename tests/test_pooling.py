@@ -84,3 +84,14 @@ def test_spikemax_tie_broken_by_current_spike():
     out = SpikeMaxPool((1, 2))(x)
     # t1: C = (3, 3) tie -> the input spiking now (value 2) passes
     assert out.view(-1).tolist() == [3.0, 2.0]
+
+
+def test_spikemax_tiled_fast_path_equals_the_general_window_scan():
+    """The fast path for 2×2/2-style windows picks the same winner (ties: larger input)."""
+    g = torch.Generator().manual_seed(3)
+    pool = SpikeMaxPool(2, 2)
+    x = torch.randint(0, 3, (6, 4, 8, 8), generator=g).float()  # many ties
+    c = x + torch.randint(0, 3, (6, 4, 8, 8), generator=g).float()
+    assert torch.equal(pool._select_tiled(c, x), pool._select_windows(c, x))
+    cl = c.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(pool._select_tiled(cl, x), pool._select_windows(c, x))
