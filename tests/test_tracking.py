@@ -23,6 +23,8 @@ def check_results(results: dict, T: int) -> None:
     assert snn["acc_over_t"][snn["best_t"] - 1] == snn["best_acc"]
     assert snn["conversion_loss"] == pytest.approx(results["ann"]["test_acc"] - snn["acc_at_T"])
     assert len(snn["firing_rates"]) == 13  # VGG16: one spiking layer per conv
+    layers = list(snn["firing_rates"])  # graph order (features.2, .5, .9, …), not sorted text
+    assert layers == sorted(layers, key=lambda name: int(name.split(".")[1])) != sorted(layers)
     assert all(0 <= r <= results["config"]["gamma"] for r in snn["firing_rates"].values())
     assert len(snn["pooling_correct_ratio"]) == 5
     assert snn["energy"]["ann_macs"] > 0 and snn["energy"]["energy_ratio"] > 0

@@ -36,5 +36,6 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write `payload` as indented JSON to `path` atomically."""
-    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, sort_keys=True)))
+    """Write `payload` as indented JSON to `path` atomically, keys in their given order
+    (layer names stay in graph order)."""
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2)))
