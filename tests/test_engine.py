@@ -243,3 +243,17 @@ def test_cuda_auto_chunk_matches_cpu(case):
         snn.to("cpu")
     assert 1 <= snn.last_chunk <= T - 1
     assert torch.allclose(out.cpu(), ref_out, atol=1e-4)
+
+
+def test_tile_threads_restore_the_thread_count(case):
+    snn, x, _ = case
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with tiling.tile_threads(x):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        snn(x, 3)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from burstsnn.snn.tiling import batch_tiles
+from burstsnn.snn.tiling import batch_tiles, tile_threads
 
 RESETS = ("soft", "hard")
 
@@ -77,12 +77,13 @@ class BurstNeuron(nn.Module):
         tiles = batch_tiles(self.v)
         s_tile = torch.empty_like(self.v[tiles[0]])  # scratch for the spike counts s
         # Tiles outside, steps inside: a tile of V stays in cache over the chunk's steps.
-        for rows in tiles:
-            v, s = self.v[rows], s_tile[: rows.stop - rows.start]  # v: a view, updated in place
-            for t in range(x.shape[0]):
-                self._step(v, x[t, rows], s, out[t, rows])
-                if counts is not None:
-                    counts[t] += s.sum(dtype=torch.float64)  # exact integer count
+        with tile_threads(x):
+            for rows in tiles:
+                v, s = self.v[rows], s_tile[: rows.stop - rows.start]  # v: a view, updated in place
+                for t in range(x.shape[0]):
+                    self._step(v, x[t, rows], s, out[t, rows])
+                    if counts is not None:
+                        counts[t] += s.sum(dtype=torch.float64)  # exact integer count
         if counts is not None:
             counts = counts.to(x.dtype)
             self.spike_counts = counts if self.spike_counts is None else torch.cat([self.spike_counts, counts])

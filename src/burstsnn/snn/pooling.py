@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from burstsnn.snn.tiling import batch_tiles
+from burstsnn.snn.tiling import batch_tiles, tile_threads
 
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
@@ -78,13 +78,14 @@ class LIPool(_SpikingPool):
         total, pooled = self.cumulative_input, self.cumulative_output  # updated in place
         steps = x.shape[0]
         out = _steps_like(pooled, steps)
-        for rows in batch_tiles(total):  # cache-sized tiles of the batch, steps inside
-            c, m_prev = total[rows], pooled[rows]
-            for t in range(steps):
-                c.add_(x[t, rows])  # C(t) = C(t-1) + x(t), step by step as in any chunking
-                m = self._maxpool(c)
-                torch.sub(m, m_prev, out=out[t, rows])  # maxpool(C(t)) - maxpool(C(t-1))
-                m_prev.copy_(m)
+        with tile_threads(x):
+            for rows in batch_tiles(total):  # cache-sized tiles of the batch, steps inside
+                c, m_prev = total[rows], pooled[rows]
+                for t in range(steps):
+                    c.add_(x[t, rows])  # C(t) = C(t-1) + x(t), step by step as in any chunking
+                    m = self._maxpool(c)
+                    torch.sub(m, m_prev, out=out[t, rows])  # maxpool(C(t)) - maxpool(C(t-1))
+                    m_prev.copy_(m)
         return out
 
 
