@@ -152,3 +152,12 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     done = _cli(str(tmp_path))
     assert done.returncode == 1
     assert done.stderr.strip() == f"report: no results.json found under {tmp_path}"
+
+
+def test_skip_done_is_not_a_row_knob(tmp_path: Path) -> None:
+    """A sweep resumed with skip_done=true tabulates like one run (same rows)."""
+    sweep = write_fake_sweep(tmp_path / "sweep")
+    first = json.loads((sweep / "0" / "results.json").read_text())
+    first["config"]["skip_done"] = True
+    (sweep / "0" / "results.json").write_text(json.dumps(first))
+    assert "skip_done" not in varied_knobs(load_results(sweep))

@@ -44,7 +44,7 @@ PAPER_TS = (16, 32)
 CORE_KNOBS = ("p", "gamma", "pooling", "reset", "v_init", "theta_scale", "channel_wise",
               "calib_batches", "seed", "model.width")
 # Config keys that never make rows: the table's columns, and settings that do not change results.
-NOT_KNOBS = ("T", "model.name", "chunk", "cache_dir", "data.root", "data.download",
+NOT_KNOBS = ("T", "model.name", "chunk", "cache_dir", "skip_done", "data.root", "data.download",
              "data.num_workers", "data.eval_batch_size")
 NOT_KNOB_PREFIXES = ("trainer.", "logger.")
 
