@@ -15,22 +15,18 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from burstsnn.convert import POOLINGS
 from burstsnn.data import SPECS
 from burstsnn.errors import ConfigError
 from burstsnn.models import MODELS
+from burstsnn.snn.neurons import RESETS
 
 INVERSE_GAMMA = "1/gamma"
 
 
-class Pooling(Enum):
-    lipool = "lipool"
-    spikemax = "spikemax"
-    avg = "avg"
-
-
-class Reset(Enum):
-    soft = "soft"
-    hard = "hard"
+# The allowed choices come from the modules that implement them (one list each).
+Pooling = Enum("Pooling", {name: name for name in POOLINGS})
+Reset = Enum("Reset", {name: name for name in RESETS})
 
 
 def _require(ok: bool, key: str, value: object, allowed: str) -> None:
