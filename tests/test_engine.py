@@ -2,11 +2,12 @@
 
 The reference below feeds the image through the whole converted graph at every step
 (no time-constant prefix) and steps each neuron and LIPool one step at a time with
-the equations written out here; the engine (cache tiles, in-place state, first-layer
-reuse, chunks, the automatic chunk and its memory budget) must match it exactly.
+the equations written out here; the engine (fused kernels or eager ops, in-place state,
+first-layer reuse, chunks, the automatic chunk and its memory budget) must match it exactly.
 """
 
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx
 
 from burstsnn.convert import convert
-from burstsnn.snn import tiling
+from burstsnn.snn import kernels
 from burstsnn.snn.network import MultiStep, fit_chunk
 from burstsnn.snn.neurons import BurstNeuron
 from burstsnn.snn.pooling import LIPool
@@ -110,11 +111,16 @@ def assert_identical(engine, expected):
     assert sum(s.sum() for s in spikes.values()) > 0
 
 
+@pytest.fixture(params=["compiled", "eager"])
+def compiled(request, monkeypatch):
+    """Runs the test with the fused (torch.compile) step kernels and with eager ops."""
+    monkeypatch.setattr(kernels.Fused, "enabled", request.param == "compiled")
+    return request.param == "compiled"
+
+
 @pytest.mark.parametrize("chunk", [1, 5, T, None])
-@pytest.mark.parametrize("tile", [1, 700, 4096, 1 << 30])  # elements per tile: 1 sample .. whole batch
-def test_engine_matches_reference(case, chunk, tile, monkeypatch):
+def test_engine_matches_reference(case, chunk, compiled):
     snn, x, expected = case
-    monkeypatch.setattr(tiling, "TILE_ELEMENTS", tile)
     assert_identical(simulate(snn, x, T, chunk), expected)
 
 
@@ -189,19 +195,9 @@ def test_fit_chunk():
     assert fit_chunk(0, 7, 0) == 1
 
 
-@pytest.mark.parametrize("batch,per_sample,tile", [(5, 2048, 4096), (5, 2048, 1), (1, 10, 1 << 18), (7, 3, 10)])
-def test_batch_tiles_cover_the_batch(batch, per_sample, tile, monkeypatch):
-    monkeypatch.setattr(tiling, "TILE_ELEMENTS", tile)
-    tiles = tiling.batch_tiles(torch.empty(batch, per_sample))
-    assert tiles[0].start == 0 and tiles[-1].stop == batch
-    assert all(a.stop == b.start for a, b in zip(tiles, tiles[1:]))
-    assert all(0 < s.stop - s.start <= max(1, tile // per_sample) for s in tiles)
-
-
 @pytest.mark.parametrize("reset", ["soft", "hard"])
-def test_neuron_chunks_and_tiles_match_reference(reset, monkeypatch):
-    """Per-channel θ, channels-last input, ragged tiles, several calls (state carried)."""
-    monkeypatch.setattr(tiling, "TILE_ELEMENTS", 2 * 4 * 6 * 6)  # 2 samples per tile
+def test_neuron_chunks_match_reference(reset, compiled):
+    """Per-channel θ, channels-last input, several calls (state carried)."""
     g = torch.Generator().manual_seed(0)
     theta = torch.rand(4, 1, 1, generator=g) + 0.2
     n = BurstNeuron(theta, gamma=3, reset=reset, v_init=0.5)
@@ -219,8 +215,7 @@ def test_neuron_chunks_and_tiles_match_reference(reset, monkeypatch):
     assert torch.equal(n.spike_counts, torch.stack(counts))
 
 
-def test_lipool_chunks_and_tiles_match_reference(monkeypatch):
-    monkeypatch.setattr(tiling, "TILE_ELEMENTS", 2 * 3 * 7 * 7)  # 2 samples per tile
+def test_lipool_chunks_match_reference(compiled):
     g = torch.Generator().manual_seed(1)
     p = LIPool(3, 2, padding=1, ceil_mode=True)
     x = (torch.rand(8, 5, 3, 7, 7, generator=g) < 0.3).float() * 0.7
@@ -245,15 +240,32 @@ def test_cuda_auto_chunk_matches_cpu(case):
     assert torch.allclose(out.cpu(), ref_out, atol=1e-4)
 
 
-def test_tile_threads_restore_the_thread_count(case):
-    snn, x, _ = case
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with tiling.tile_threads(x):
-            assert torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 2
-        snn(x, 3)
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(threads)
+def test_fused_kernels_run_compiled_on_cpu(case, monkeypatch):
+    """With compiling enabled (the default), CPU steps never fall back to eager ops."""
+    snn, x, expected = case
+    eager_calls = []
+    for fused in (kernels.fused_burst_step_soft, kernels.fused_burst_step_hard, kernels.fused_lipool_step):
+        monkeypatch.setattr(fused, "eager", lambda *args: eager_calls.append(args))
+    monkeypatch.setattr(kernels.Fused, "enabled", True)
+    assert_identical(simulate(snn, x, T, None), expected)
+    assert eager_calls == []
+
+
+def test_failed_compilation_warns_once_and_runs_eagerly(monkeypatch):
+    def broken(*args):
+        raise torch._dynamo.exc.TorchDynamoException("no C++ compiler")
+
+    fused = kernels.Fused(kernels.burst_step_soft)
+    monkeypatch.setattr(fused, "compiled", broken)
+    monkeypatch.setattr(kernels.Fused, "enabled", True)
+    x = torch.rand(2, 3, 4) * 2
+    v1, v2, out1, out2 = torch.zeros(3, 4), torch.zeros(3, 4), torch.empty(3, 4), torch.empty(3, 4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fused(v1, x[0], torch.tensor(0.5), 3, out1, False)
+        count = fused(v1, x[1], torch.tensor(0.5), 3, out1, True)
+    assert ["torch.compile failed for burst_step_soft" in str(w.message) for w in caught] == [True]
+    for t in range(2):
+        expected = kernels.burst_step_soft(v2, x[t], torch.tensor(0.5), 3, out2, True)
+    assert torch.equal(out1, out2) and torch.equal(v1, v2) and torch.equal(count, expected)
+    assert fused.failed

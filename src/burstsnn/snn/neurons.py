@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from burstsnn.snn.tiling import batch_tiles, tile_threads
+from burstsnn.snn.kernels import fused_burst_step_hard, fused_burst_step_soft
 
 RESETS = ("soft", "hard")
 
@@ -73,30 +73,9 @@ class BurstNeuron(nn.Module):
             self.v = torch.zeros_like(x[0]) + self.v_init * theta
         self.num_neurons = x[0, 0].numel()
         out = torch.empty_like(x)
-        counts = x.new_zeros(x.shape[0], dtype=torch.float64) if self.record else None
-        tiles = batch_tiles(self.v)
-        s_tile = torch.empty_like(self.v[tiles[0]])  # scratch for the spike counts s
-        # Tiles outside, steps inside: a tile of V stays in cache over the chunk's steps.
-        with tile_threads(x):
-            for rows in tiles:
-                v, s = self.v[rows], s_tile[: rows.stop - rows.start]  # v: a view, updated in place
-                for t in range(x.shape[0]):
-                    self._step(v, x[t, rows], s, out[t, rows])
-                    if counts is not None:
-                        counts[t] += s.sum(dtype=torch.float64)  # exact integer count
-        if counts is not None:
-            counts = counts.to(x.dtype)
+        step = fused_burst_step_soft if self.reset_mode == "soft" else fused_burst_step_hard
+        counts = [step(self.v, x[t], theta, self.gamma, out[t], self.record) for t in range(x.shape[0])]
+        if self.record:
+            counts = torch.stack(counts).to(x.dtype)
             self.spike_counts = counts if self.spike_counts is None else torch.cat([self.spike_counts, counts])
         return out
-
-    def _step(self, v: Tensor, x: Tensor, s: Tensor, out: Tensor) -> None:
-        """One step on a tile, in place: v ``[b, ...]`` += x; s = clamp(⌊V/θ⌋, 0, Γ);
-        out = s·θ; reset v.  (θ broadcasts against the tile.)"""
-        theta = self.threshold
-        v.add_(x)
-        torch.div(v, theta, out=s).floor_().clamp_(0, self.gamma)
-        torch.mul(s, theta, out=out)
-        if self.reset_mode == "soft":
-            v.sub_(out)
-        else:
-            v.masked_fill_(s > 0, 0.0)

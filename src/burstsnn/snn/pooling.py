@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from burstsnn.snn.tiling import batch_tiles, tile_threads
+from burstsnn.snn.kernels import fused_lipool_step
 
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
@@ -76,16 +76,9 @@ class LIPool(_SpikingPool):
             self.cumulative_input = torch.zeros_like(x[0])
             self.cumulative_output = self._maxpool(self.cumulative_input)  # zeros [B, C, H', W']
         total, pooled = self.cumulative_input, self.cumulative_output  # updated in place
-        steps = x.shape[0]
-        out = _steps_like(pooled, steps)
-        with tile_threads(x):
-            for rows in batch_tiles(total):  # cache-sized tiles of the batch, steps inside
-                c, m_prev = total[rows], pooled[rows]
-                for t in range(steps):
-                    c.add_(x[t, rows])  # C(t) = C(t-1) + x(t), step by step as in any chunking
-                    m = self._maxpool(c)
-                    torch.sub(m, m_prev, out=out[t, rows])  # maxpool(C(t)) - maxpool(C(t-1))
-                    m_prev.copy_(m)
+        out = _steps_like(pooled, x.shape[0])
+        for t in range(x.shape[0]):  # step by step, as in any chunking
+            fused_lipool_step(total, pooled, x[t], out[t], self.kernel_size, self.stride, self.padding, self.ceil_mode)
         return out
 
 

@@ -1,0 +1,94 @@
+"""One simulation step of a neuron or an LIPool, fused into one kernel on CPU.
+
+Each step is a handful of elementwise ops on a ``[B, ...]`` state; run one by one,
+every op streams the (cache-sized or larger) tensors from memory again.
+``torch.compile`` (Inductor) fuses a step into one loop over the elements, with the
+same floating-point operations in the same order per element: results are identical
+to the eager code (``tests/test_engine.py``).  On CPU it pays several times over
+(``python -m burstsnn.bench``); other devices run the eager functions (unmeasured
+there, and the time-batched chunks make each op large enough).
+
+The fused kernels need a C++ compiler the first time (cached afterwards).  Without one,
+or with ``BURSTSNN_COMPILE=0``, the same functions run eagerly: same results, slower;
+a failed compilation is reported once as a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+
+def burst_step_soft(v: Tensor, x: Tensor, theta: Tensor, gamma: int, out: Tensor, count: bool) -> Tensor | None:
+    """One step of a burst neuron with soft reset, in place.
+
+    v, x, out: ``[B, ...]`` membrane potential (updated), input current, output
+    (written: s·θ); θ broadcasts against them.  V += x; s = clamp(⌊V/θ⌋, 0, Γ);
+    out = s·θ; V -= s·θ.  Returns the spike count Σs (0-d, float64: exact) if ``count``
+    (a second pass over the tensors in the fused kernel, so only when asked), else None.
+    """
+    v.add_(x)
+    s = torch.floor(v / theta).clamp_(0, gamma)
+    out.copy_(s * theta)
+    v.sub_(out)
+    return s.sum(dtype=torch.float64) if count else None
+
+
+def burst_step_hard(v: Tensor, x: Tensor, theta: Tensor, gamma: int, out: Tensor, count: bool) -> Tensor | None:
+    """``burst_step_soft`` with hard reset: V = 0 where the neuron fired."""
+    v.add_(x)
+    s = torch.floor(v / theta).clamp_(0, gamma)
+    out.copy_(s * theta)
+    v.masked_fill_(s > 0, 0.0)
+    return s.sum(dtype=torch.float64) if count else None
+
+
+def lipool_step(
+    total: Tensor, pooled: Tensor, x: Tensor, out: Tensor,
+    kernel_size: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int], ceil_mode: bool,
+) -> None:
+    """One LIPool step, in place: C(t) = C(t-1) + x; out = maxpool C(t) − maxpool C(t-1).
+
+    total, x: ``[B, C, H, W]`` cumulative input (updated) and this step's input;
+    pooled, out: ``[B, C, H', W']`` maxpool of the cumulative input (updated) and the
+    output (written).
+    """
+    total.add_(x)
+    m = torch.nn.functional.max_pool2d(total, kernel_size, stride, padding, ceil_mode=ceil_mode)
+    out.copy_(m - pooled)
+    pooled.copy_(m)
+
+
+class Fused:
+    """``fn`` compiled by ``torch.compile`` for CPU tensors (its first argument's device),
+    eager elsewhere; if compiling fails, eager from then on (one warning)."""
+
+    enabled = os.environ.get("BURSTSNN_COMPILE", "1") != "0"
+
+    def __init__(self, fn: Callable[..., object]) -> None:
+        self.eager = fn
+        self.compiled = torch.compile(fn, dynamic=True, fullgraph=True, recompile_limit=64)
+        self.failed = False
+
+    def __call__(self, first: Tensor, *args: object) -> object:
+        if self.enabled and not self.failed and first.device.type == "cpu":
+            try:
+                return self.compiled(first, *args)
+            except torch._dynamo.exc.TorchDynamoException as error:  # Inductor's errors too
+                self.failed = True  # raised while compiling, before any state was touched
+                warnings.warn(
+                    f"burstsnn: torch.compile failed for {self.eager.__name__} "
+                    f"({type(error).__name__}); simulating with eager ops (same results, slower). "
+                    "Set BURSTSNN_COMPILE=0 to skip compiling.",
+                    stacklevel=2,
+                )
+        return self.eager(first, *args)
+
+
+fused_burst_step_soft = Fused(burst_step_soft)
+fused_burst_step_hard = Fused(burst_step_hard)
+fused_lipool_step = Fused(lipool_step)
