@@ -9,8 +9,10 @@ random weights and BN with non-trivial running statistics (Fashion-MNIST shape,
 1×32×32, 10 classes), converted by ``burstsnn.convert.convert`` on a random
 calibration batch (p=99.9, Γ=5, theta_scale=1/5, LIPool).  The baseline is the
 fastest form of the same ANN: BN folded into the convolutions, channels-last,
-``torch.inference_mode``.  Every time is the median of ``repeats`` runs after one
-warm-up, in one process, on one input batch; CUDA timings are synchronised.
+``torch.inference_mode``.  All engines run on one input batch in one process, each
+warmed up once, then timed in turns (ANN, each engine, ANN, ...) ``repeats`` times, so
+that a slow spell of the machine hits all of them alike; a time is the median of its
+repeats and a ratio the median of the per-turn ratios.  CUDA timings are synchronised.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above the memory allocated
 before the run (reset between modes); on CPU (Linux), the growth of the process's
@@ -47,12 +49,14 @@ from burstsnn.snn.network import SpikingNetwork
 
 IN_CHANNELS, IMAGE_SIZE, CLASSES = 1, 32, 10  # Fashion-MNIST as the experiments load it
 GAMMA, PERCENTILE = 5, 99.9
+TABLE_WIDTH = 150  # characters the table needs without wrapping its cells
 
 
 @dataclass
 class Row:
-    """One timed engine: ``seconds`` for T steps of one batch, ``ann_seconds`` for T ANN
-    forwards of the same batch; ``peak_bytes`` None where it cannot be measured."""
+    """One timed engine: ``seconds`` (median) for T steps of one batch, ``ann_seconds``
+    (median) for T ANN forwards of the same batch, ``ratio`` the median of the per-turn
+    ratios of the two; ``peak_bytes`` None where it cannot be measured."""
 
     model: str
     width: float
@@ -63,11 +67,8 @@ class Row:
     chunk: str
     seconds: float
     ann_seconds: float
+    ratio: float
     peak_bytes: int | None
-
-    @property
-    def ratio(self) -> float:
-        return self.seconds / self.ann_seconds
 
     @property
     def throughput(self) -> float:
@@ -96,17 +97,20 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_seconds(run: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Median wall time of ``run()`` over ``repeats`` calls, after one warm-up call."""
-    run()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
+def seconds_in_turns(runs: Sequence[Callable[[], object]], repeats: int, device: torch.device) -> list[list[float]]:
+    """Wall times ``[run][repeat]``: each run called once to warm up, then all of them in
+    turns, ``repeats`` times."""
+    for run in runs:
         run()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: list[list[float]] = [[] for _ in runs]
+    for _ in range(repeats):
+        for run, run_times in zip(runs, times):
+            synchronize(device)
+            start = time.perf_counter()
+            run()
+            synchronize(device)
+            run_times.append(time.perf_counter() - start)
+    return times
 
 
 def _proc_status(key: str) -> int:
@@ -197,20 +201,22 @@ def bench_model(
             for _ in range(T):
                 dense(x_cl)
 
-    ann_seconds = median_seconds(ann_T, repeats, device)
-
-    def row(engine: str, chunk_label: str, seconds: float, peak: int | None) -> Row:
-        return Row(model, width, T, batch, device.type, engine, chunk_label, seconds, ann_seconds, peak)
-
-    rows = [row(f"ANN ×{T} (BN folded)", "-", ann_seconds, peak_bytes(ann_T, device))]
+    engines: dict[str, Callable[[], object]] = {f"ANN ×{T} (BN folded)": ann_T}
     for engine, c in engine_modes(T, chunk).items():
-        seconds = median_seconds(lambda c=c: snn(x, T, chunk=c), repeats, device)
-        peak = peak_bytes(lambda c=c: snn(x, T, chunk=c), device)
-        rows.append(row(engine, str(snn.last_chunk), seconds, peak))
+        engines[engine] = lambda c=c: snn(x, T, chunk=c)
     sj = spikingjelly_engines(ann, calib, T)
     for engine, run in (sj or {}).items():
-        seconds = median_seconds(lambda run=run: run(x_cl), repeats, device)
-        rows.append(row(f"SpikingJelly {engine}", "-", seconds, peak_bytes(lambda run=run: run(x_cl), device)))
+        engines[f"SpikingJelly {engine}"] = lambda run=run: run(x_cl)
+
+    times = seconds_in_turns(list(engines.values()), repeats, device)
+    ann_times = times[0]
+    rows = []
+    for (engine, run), run_times in zip(engines.items(), times):
+        peak = peak_bytes(run, device)
+        label = str(snn.last_chunk) if engine in engine_modes(T, chunk) else "-"  # of the run just made
+        ratio = statistics.median(t / a for t, a in zip(run_times, ann_times))
+        rows.append(Row(model, width, T, batch, device.type, engine, label, statistics.median(run_times),
+                        statistics.median(ann_times), ratio, peak))
     return rows, sj is not None
 
 
@@ -272,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         model_rows, sj = bench_model(model, args.width, args.T, args.batch, device, args.repeats, args.chunk)
         rows += model_rows
         timed_sj = timed_sj and sj
-    console = Console()
+    console = Console(width=max(Console().width, TABLE_WIDTH))  # whole rows, in any terminal
     console.print(table(rows, torch.get_num_threads()))
     if timed_sj:
         for line in spikingjelly_summary(rows):
