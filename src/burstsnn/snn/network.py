@@ -136,6 +136,7 @@ class SpikingNetwork(nn.Module):
         self._parts = _split(graph, stateful)
         self.memory_budget: int | None = None
         self.last_chunk = 0  # chunk of the last forward
+        self.steps = 1  # steps of the chunk being run: modules see [steps·B, ...]
         self.step_bytes = 0  # one step's activation bytes, when the last forward measured them
         self.eval()
 
@@ -207,6 +208,7 @@ class SpikingNetwork(nn.Module):
 
     def _run(self, rest: Callable[..., Tensor], static: tuple, steps: int) -> Tensor:
         """The next ``steps`` steps: ``rest`` on the static values repeated -> ``[steps, B, ...]``."""
+        self.steps = steps
         for m in self._stepped:
             m.steps = steps
         y = rest(*(_repeat(v, steps) for v in static))
