@@ -244,7 +244,7 @@ def test_fused_kernels_run_compiled_on_cpu(case, monkeypatch):
     """With compiling enabled (the default), CPU steps never fall back to eager ops."""
     snn, x, expected = case
     eager_calls = []
-    for fused in (kernels.fused_burst_step_soft, kernels.fused_burst_step_hard, kernels.fused_lipool_step):
+    for fused in (kernels.fused_burst_step, kernels.fused_lipool_step):
         monkeypatch.setattr(fused, "eager", lambda *args: eager_calls.append(args))
     monkeypatch.setattr(kernels.Fused, "enabled", True)
     assert_identical(simulate(snn, x, T, None), expected)
@@ -255,17 +255,17 @@ def test_failed_compilation_warns_once_and_runs_eagerly(monkeypatch):
     def broken(*args):
         raise torch._dynamo.exc.TorchDynamoException("no C++ compiler")
 
-    fused = kernels.Fused(kernels.burst_step_soft)
+    fused = kernels.Fused(kernels.burst_step)
     monkeypatch.setattr(fused, "compiled", broken)
     monkeypatch.setattr(kernels.Fused, "enabled", True)
     x = torch.rand(2, 3, 4) * 2
     v1, v2, out1, out2 = torch.zeros(3, 4), torch.zeros(3, 4), torch.empty(3, 4), torch.empty(3, 4)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fused(v1, x[0], torch.tensor(0.5), 3, out1, False)
-        count = fused(v1, x[1], torch.tensor(0.5), 3, out1, True)
-    assert ["torch.compile failed for burst_step_soft" in str(w.message) for w in caught] == [True]
+        fused(v1, x[0], torch.tensor(0.5), 3, out1, True, False)
+        count = fused(v1, x[1], torch.tensor(0.5), 3, out1, True, True)
+    assert ["torch.compile failed for burst_step" in str(w.message) for w in caught] == [True]
     for t in range(2):
-        expected = kernels.burst_step_soft(v2, x[t], torch.tensor(0.5), 3, out2, True)
+        expected = kernels.burst_step(v2, x[t], torch.tensor(0.5), 3, out2, True, True)
     assert torch.equal(out1, out2) and torch.equal(v1, v2) and torch.equal(count, expected)
     assert fused.failed

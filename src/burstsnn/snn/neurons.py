@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from burstsnn.snn.kernels import fused_burst_step_hard, fused_burst_step_soft
+from burstsnn.snn.kernels import fused_burst_step
 
 RESETS = ("soft", "hard")
 
@@ -73,8 +73,10 @@ class BurstNeuron(nn.Module):
             self.v = torch.zeros_like(x[0]) + self.v_init * theta
         self.num_neurons = x[0, 0].numel()
         out = torch.empty_like(x)
-        step = fused_burst_step_soft if self.reset_mode == "soft" else fused_burst_step_hard
-        counts = [step(self.v, x[t], theta, self.gamma, out[t], self.record) for t in range(x.shape[0])]
+        soft = self.reset_mode == "soft"
+        counts = [
+            fused_burst_step(self.v, x[t], theta, self.gamma, out[t], soft, self.record) for t in range(x.shape[0])
+        ]
         if self.record:
             counts = torch.stack(counts).to(x.dtype)
             self.spike_counts = counts if self.spike_counts is None else torch.cat([self.spike_counts, counts])
