@@ -60,8 +60,8 @@ class ConversionCallback(pl.Callback):
             channel_wise=s.channel_wise, calib_batches=s.calib_batches,
         )
         calibration_s = time.perf_counter() - started
-        images, _ = next(iter(data.test_dataloader()))
-        evaluator = SNNEvaluator(snn, s.T, tuple(images.shape[1:]), s.chunk)
+        image_shape = (data.in_channels, data.image_size, data.image_size)  # as every image comes out
+        evaluator = SNNEvaluator(snn, s.T, image_shape, s.chunk)
         trainer = self.make_trainer()
         started = time.perf_counter()
         trainer.test(evaluator, dataloaders=data.test_dataloader(), verbose=False)
