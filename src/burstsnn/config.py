@@ -38,6 +38,11 @@ def _positive_int(key: str, value: Optional[int]) -> None:
     _require(value is None or value >= 1, key, value, "an integer ≥ 1")
 
 
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain data (interpolations resolved), as results.json and W&B store it."""
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
 def theta_scale_value(theta_scale: float | str, gamma: int) -> float:
     """θ_l / λ_l as a number: `theta_scale`, or 1/Γ when it is the string '1/gamma'."""
     allowed = f"a number > 0 or '{INVERSE_GAMMA}'"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger
 from torch import nn
 
@@ -19,7 +19,7 @@ from burstsnn.ann import ANNClassifier
 from burstsnn.atomic import write_json_atomic
 from burstsnn.cache import AnnCache, ann_key
 from burstsnn.callbacks import ConversionCallback, ConversionSettings
-from burstsnn.config import theta_scale_value, validate
+from burstsnn.config import resolved_config, theta_scale_value, validate
 from burstsnn.data import ImageDataModule
 from burstsnn.models import build_model
 from burstsnn.summary import print_summary
@@ -103,11 +103,6 @@ def conversion_settings(cfg: DictConfig) -> ConversionSettings:
         v_init=float(cfg.v_init), theta_scale=theta_scale_value(cfg.theta_scale, cfg.gamma),
         channel_wise=cfg.channel_wise, calib_batches=cfg.calib_batches, T=cfg.T, chunk=cfg.chunk,
     )
-
-
-def resolved_config(cfg: DictConfig) -> dict[str, Any]:
-    """The config as plain data, as stored in results.json."""
-    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def finished_results(cfg: DictConfig, path: Path) -> dict[str, Any] | None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+
+from burstsnn.config import resolved_config
 
 
 def build_logger(cfg: DictConfig, job_dir: Path, name: str, group: str | None) -> Logger | None:
@@ -29,7 +31,7 @@ def build_logger(cfg: DictConfig, job_dir: Path, name: str, group: str | None) -
             tags=[cfg.data.name, cfg.model.name],
             save_dir=str(job_dir),
             mode=cfg.logger.mode,
-            config=OmegaConf.to_container(cfg, resolve=True),
+            config=resolved_config(cfg),
         )
     raise ValueError(f"logger.name={kind!r} is unknown: choose wandb, csv or none")
 
