@@ -202,7 +202,8 @@ def bench_model(
                 dense(x_cl)
 
     engines: dict[str, Callable[[], object]] = {f"ANN ×{T} (BN folded)": ann_T}
-    for engine, c in engine_modes(T, chunk).items():
+    modes = engine_modes(T, chunk)
+    for engine, c in modes.items():
         engines[engine] = lambda c=c: snn(x, T, chunk=c)
     sj = spikingjelly_engines(ann, calib, T)
     for engine, run in (sj or {}).items():
@@ -213,7 +214,7 @@ def bench_model(
     rows = []
     for (engine, run), run_times in zip(engines.items(), times):
         peak = peak_bytes(run, device)
-        label = str(snn.last_chunk) if engine in engine_modes(T, chunk) else "-"  # of the run just made
+        label = str(snn.last_chunk) if engine in modes else "-"  # of the run just made
         ratio = statistics.median(t / a for t, a in zip(run_times, ann_times))
         rows.append(Row(model, width, T, batch, device.type, engine, label, statistics.median(run_times),
                         statistics.median(ann_times), ratio, peak))
