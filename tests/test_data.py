@@ -110,6 +110,36 @@ def test_eval_deterministic_train_augmented(tmp_path: Path) -> None:
     assert torch.equal(x1, x2) and torch.equal(y1, y2)
 
 
+def shifts(image: torch.Tensor, pad: int, background: float) -> list[torch.Tensor]:
+    """``image`` [C, H, W] moved by every (dy, dx) with |dy|, |dx| ≤ pad, ``background`` shifted in."""
+    out = []
+    _, h, w = image.shape
+    for dy in range(-pad, pad + 1):
+        for dx in range(-pad, pad + 1):
+            moved = torch.full_like(image, background)
+            moved[:, max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)] = \
+                image[:, max(0, -dy):h + min(0, -dy), max(0, -dx):w + min(0, -dx)]
+            out.append(moved)
+    return out
+
+
+@pytest.mark.parametrize("pad", [0, 2])
+def test_crop_padding_bounds_the_random_shifts(tmp_path: Path, pad: int) -> None:
+    make_idx_dataset(tmp_path, n_train=30, n_test=5)
+    dm = module("mnist", tmp_path, val_size=5, crop_padding=pad)  # MNIST: no flips
+    index = 0
+    plain = dm.calib_set[index][0]  # the same image without augmentation
+    background = (0 - SPECS["mnist"].mean[0]) / SPECS["mnist"].std[0]
+    allowed = shifts(plain, pad, background)
+    torch.manual_seed(0)
+    views = [dm.train_set[index][0] for _ in range(30)]
+    assert all(any(torch.allclose(v, a) for a in allowed) for v in views)
+    if pad:
+        assert any(not torch.allclose(v, plain) for v in views)
+    else:
+        assert all(torch.allclose(v, plain) for v in views)
+
+
 @pytest.mark.parametrize("kind,classes", [("cifar10", 10), ("cifar100", 100)])
 def test_cifar(tmp_path: Path, kind: str, classes: int) -> None:
     make_cifar_dataset(tmp_path, kind, n_train=23, n_test=9)

@@ -91,3 +91,12 @@ def test_bad_model_settings_are_refused() -> None:
         build_model("alexnet", num_classes=10, in_channels=3)
     with pytest.raises(ValueError, match="image_size"):
         build_model("vgg16", num_classes=10, in_channels=3, image_size=28)
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet20"])
+def test_two_layer_classifier(name: str) -> None:
+    model = build_model(name, num_classes=10, in_channels=1, width=0.125, classifier_hidden=24).eval()
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears][1:] == [(24, 10)]
+    assert linears[0].out_features == 24
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)

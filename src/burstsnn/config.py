@@ -71,6 +71,7 @@ class DataConfig:
     val_size: int = 5000
     split_seed: int = 0
     augment: bool = True
+    crop_padding: int = 4
     autoaugment: bool = False
     cutout: bool = False
     limit_train_samples: Optional[int] = None
@@ -84,6 +85,7 @@ class DataConfig:
         _positive_int("data.eval_batch_size", self.eval_batch_size)
         _require(self.num_workers >= 0, "data.num_workers", self.num_workers, "an integer ≥ 0")
         _require(self.val_size >= 0, "data.val_size", self.val_size, "an integer ≥ 0")
+        _require(self.crop_padding >= 0, "data.crop_padding", self.crop_padding, "an integer ≥ 0")
         _positive_int("data.limit_train_samples", self.limit_train_samples)
         _positive_int("data.limit_test_samples", self.limit_test_samples)
 
@@ -95,8 +97,11 @@ class ModelConfig:
     in_channels: int = 1
     num_classes: int = 10
     image_size: int = 32
+    classifier_hidden: int = 0
 
     def __post_init__(self) -> None:
+        _require(self.classifier_hidden >= 0, "model.classifier_hidden", self.classifier_hidden,
+                 "an integer ≥ 0 (0 = one Linear, the paper's)")
         _require(self.name in MODELS, "model.name", self.name, f"one of {', '.join(MODELS)}")
         _require(self.width > 0, "model.width", self.width, "a number > 0")
 

@@ -86,14 +86,15 @@ def build_transform(
     augment: bool = False,
     autoaugment: bool = False,
     cutout: bool = False,
+    crop_padding: int = 4,
 ) -> v2.Compose:
     """Image transform: ``[C, s, s] uint8`` tensor (or a PIL image when
     ``source_size`` is None) -> ``[C, image_size, image_size]`` float32, normalised.
 
     Smaller square sources are zero-padded (28 -> 32 keeps pixels exact), larger or
     PIL ones resized and center-cropped. Training only (``train=True``):
-    ``augment`` = RandomCrop(image_size, padding=4) + horizontal flip where the
-    data set allows it; ``autoaugment`` = AutoAugment with the CIFAR10 policy;
+    ``augment`` = RandomCrop(image_size, padding=crop_padding) (shifts of up to
+    ±crop_padding pixels) + horizontal flip where the data set allows it; ``autoaugment`` = AutoAugment with the CIFAR10 policy;
     ``cutout`` = one zeroed square of side image_size/2 after normalisation, done
     with ``RandomErasing`` (unlike the original Cutout, the square always lies
     fully inside the image).
@@ -108,7 +109,7 @@ def build_transform(
     elif source_size > image_size:
         steps += [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
     if train and augment:
-        steps.append(v2.RandomCrop(image_size, padding=4))
+        steps.append(v2.RandomCrop(image_size, padding=crop_padding))
         if spec.hflip:
             steps.append(v2.RandomHorizontalFlip())
     if train and autoaugment:
@@ -158,6 +159,7 @@ class ImageDataModule(pl.LightningDataModule):
         val_size: int = 5000,
         split_seed: int = 0,
         augment: bool = True,
+        crop_padding: int = 4,
         autoaugment: bool = False,
         cutout: bool = False,
         limit_train_samples: int | None = None,
@@ -185,6 +187,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.val_size, self.split_seed = val_size, split_seed
         self.augment, self.autoaugment, self.cutout = augment, autoaugment, cutout
+        self.crop_padding = crop_padding
         self.limit_train_samples, self.limit_test_samples = limit_train_samples, limit_test_samples
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
@@ -258,7 +261,7 @@ class ImageDataModule(pl.LightningDataModule):
         if self.limit_test_samples is not None:
             n_test = min(n_test, self.limit_test_samples)
 
-        s, opts = self.image_size, (self.augment, self.autoaugment, self.cutout)
+        s, opts = self.image_size, (self.augment, self.autoaugment, self.cutout, self.crop_padding)
         train_tf = build_transform(self.spec, s, train_hw, True, *opts)
         eval_tf = build_transform(self.spec, s, train_hw, False)
         self.train_set = _Transformed(train_base, train_idx, train_tf)

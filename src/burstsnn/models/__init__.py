@@ -11,13 +11,16 @@ MODELS: dict[str, type[nn.Module]] = {"vgg16": VGG16, "resnet20": ResNet20}
 
 
 def build_model(
-    name: str, num_classes: int, in_channels: int, width: float = 1.0, image_size: int = 32
+    name: str, num_classes: int, in_channels: int, width: float = 1.0, image_size: int = 32,
+    classifier_hidden: int = 0,
 ) -> nn.Module:
-    """Build the named ANN (`vgg16` or `resnet20`) for `image_size`² inputs."""
+    """Build the named ANN (`vgg16` or `resnet20`) for `image_size`² inputs; `classifier_hidden`
+    > 0 ends it with FC-ReLU-FC instead of one Linear."""
     if name not in MODELS:
         raise ValueError(f"model.name={name!r} is unknown; choose one of {sorted(MODELS)}")
     if image_size % 32:
         raise ValueError(f"data.image_size={image_size} must be a multiple of 32 for {name}")
     return MODELS[name](
-        num_classes=num_classes, in_channels=in_channels, width=width, image_size=image_size
+        num_classes=num_classes, in_channels=in_channels, width=width, image_size=image_size,
+        classifier_hidden=classifier_hidden,
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from burstsnn.models.head import classifier
+
 from burstsnn.models.vgg import scaled
 
 STAGE_CHANNELS: tuple[int, ...] = (64, 128, 256, 512)
@@ -49,11 +51,13 @@ class ResNet20(nn.Module):
     """The paper's ResNet20: x: [B, in_channels, image_size, image_size] -> logits [B, num_classes].
 
     Stem 3 × [Conv3×3-64 → BN → ReLU]; stages of 64/128/256/512 channels (stride 2 from the
-    second stage on), 2 BasicBlocks each; MaxPool2d(4); Linear. `width` scales every channel.
+    second stage on), 2 BasicBlocks each; MaxPool2d(4); Linear. `width` scales every channel;
+    `classifier_hidden` > 0 replaces the Linear by FC-ReLU-FC with that many hidden units.
     """
 
     def __init__(
-        self, num_classes: int, in_channels: int = 3, width: float = 1.0, image_size: int = 32
+        self, num_classes: int, in_channels: int = 3, width: float = 1.0, image_size: int = 32,
+        classifier_hidden: int = 0,
     ) -> None:
         super().__init__()
         stem_out = scaled(STEM_CHANNELS, width)
@@ -75,7 +79,7 @@ class ResNet20(nn.Module):
         self.pool = nn.MaxPool2d(4)
         side = image_size // 32
         self.flatten = nn.Flatten()
-        self.classifier = nn.Linear(channels * side * side, num_classes)
+        self.classifier = classifier(channels * side * side, num_classes, classifier_hidden)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.flatten(self.pool(self.stages(self.stem(x)))))

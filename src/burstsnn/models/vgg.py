@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from burstsnn.models.head import classifier
+
 # Channel plan of VGG16; "M" is a 2×2 MaxPool.
 VGG16_PLAN: tuple[int | str, ...] = (
     64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M",
@@ -19,11 +21,13 @@ class VGG16(nn.Module):
     """VGG16 with BN for `image_size`×`image_size` inputs.
 
     x: [B, in_channels, image_size, image_size] -> logits [B, num_classes].
-    `width` scales every channel count (1.0 = the paper's network).
+    `width` scales every channel count (1.0 = the paper's network); `classifier_hidden` > 0
+    replaces the one Linear by FC-ReLU-FC with that many hidden units.
     """
 
     def __init__(
-        self, num_classes: int, in_channels: int = 3, width: float = 1.0, image_size: int = 32
+        self, num_classes: int, in_channels: int = 3, width: float = 1.0, image_size: int = 32,
+        classifier_hidden: int = 0,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -38,7 +42,7 @@ class VGG16(nn.Module):
         self.features = nn.Sequential(*layers)
         side = image_size // 32
         self.flatten = nn.Flatten()
-        self.classifier = nn.Linear(channels * side * side, num_classes)
+        self.classifier = classifier(channels * side * side, num_classes, classifier_hidden)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.flatten(self.features(x)))
