@@ -5,7 +5,7 @@ import torch
 from torch import fx, nn
 
 from burstsnn.convert import convert
-from burstsnn.energy import SynapticOps, count_macs, energy_report, synaptic_layers
+from burstsnn.energy import SynapticOps, count_macs, energy_over_t, energy_report, synaptic_layers
 from burstsnn.snn.network import MultiStep, SpikingNetwork
 from burstsnn.snn.neurons import BurstNeuron
 
@@ -26,12 +26,17 @@ def pattern() -> torch.Tensor:
     return x
 
 
-def acs(snn: SpikingNetwork, x: torch.Tensor, T: int) -> dict[str, float]:
-    ops = SynapticOps(synaptic_layers(snn))
+def acs_per_step(snn: SpikingNetwork, x: torch.Tensor, T: int, chunk: int | None = None) -> dict[str, list[float]]:
+    ops = SynapticOps(synaptic_layers(snn), T)
     with ops.hooks(snn):
-        snn(x, T)
+        snn(x, T, chunk)
         ops.update(x.shape[0])
-    return {name: float(v) for name, v in ops.compute().items()}
+    return {name: v.reshape(-1).tolist() for name, v in ops.compute().items()}
+
+
+def acs(snn: SpikingNetwork, x: torch.Tensor, T: int) -> dict[str, float]:
+    """ACs per image over all T steps."""
+    return {name: sum(v) for name, v in acs_per_step(snn, x, T).items()}
 
 
 def tiny_ann() -> nn.Sequential:
@@ -109,6 +114,31 @@ def test_acs_are_per_image_over_all_steps():
     assert acs(spiking([nn.Flatten(), nn.Linear(9, 5)]), x, T=2) == {"2": pytest.approx(6 * 5 * 2 / 2)}
 
 
+@pytest.mark.parametrize("chunk", [1, 3, None])
+def test_acs_per_step_follow_the_spikes_of_each_step(chunk):
+    # Input 0.5 into a neuron with θ = 1 (soft reset, V(0) = 0): V = 0.5, 1 → spike, 0.5, 1 → spike, ...
+    # so the pixel spikes at steps 2, 4, 6; the pixel at 1.0 spikes every step; the 2.0 one twice.
+    x = torch.zeros(1, 1, 3, 3)
+    x[0, 0, 0, 0], x[0, 0, 2, 2], x[0, 0, 1, 2] = 0.5, 1.0, 2.0
+    spikes_at = {1: {(2, 2): 1, (1, 2): 2}, 2: {(0, 0): 1, (2, 2): 1, (1, 2): 2}}
+    # 2×2 kernel, no padding (3×3 → 2×2 outputs): corner positions reach 1 output, edges 2.
+    reach = {(0, 0): 1, (2, 2): 1, (1, 2): 2}
+    per_step = [sum(k * reach[pos] for pos, k in spikes_at[1 + t % 2].items()) * 3 for t in range(6)]
+    assert per_step[:2] == [(1 + 4) * 3, (1 + 1 + 4) * 3]
+    assert acs_per_step(spiking([nn.Conv2d(1, 3, 2)]), x, T=6, chunk=chunk) == {"1": pytest.approx(per_step)}
+
+
+def test_energy_over_t_by_hand():
+    macs = {"a": 100, "b": 50, "c": 10}  # "a" is fed by the analog input
+    over_t = energy_over_t(macs, {"b": [5.0, 15.0], "c": [0.0, 5.0]}, T=2, first_layers=["a"])
+    ann = 160 * 4.6
+    assert over_t == pytest.approx([(100 * 4.6 + 5 * 0.9) / ann, (2 * 100 * 4.6 + 25 * 0.9) / ann])
+    # Stopped at T, it is the whole run's energy (totals b = 20, c = 5).
+    assert over_t[-1] == pytest.approx(energy_report(macs, {"b": 20.0, "c": 5.0}, T=2, first_layers=["a"])["energy_ratio"])
+    with pytest.raises(ValueError, match="expected T=3"):
+        energy_over_t(macs, {"b": [5.0, 15.0], "c": [0.0, 5.0]}, T=3, first_layers=["a"])
+
+
 def test_linear_acs_match_spike_probes_with_channel_wise_theta():
     torch.manual_seed(0)
     ann = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 4)).eval()
@@ -127,7 +157,7 @@ def test_hooks_leave_outputs_identical_and_are_removed():
     x = torch.rand(3, 2, 6, 6)
     snn = convert(ann, [(x, torch.zeros(3))], gamma=2)
     reference = snn(x, 5)
-    ops = SynapticOps(synaptic_layers(snn))
+    ops = SynapticOps(synaptic_layers(snn), 5)
     with ops.hooks(snn):
         assert torch.equal(snn(x, 5), reference)
         ops.update(3)

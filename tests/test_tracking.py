@@ -28,6 +28,14 @@ def check_results(results: dict, T: int) -> None:
     assert all(0 <= r <= results["config"]["gamma"] for r in snn["firing_rates"].values())
     assert len(snn["pooling_correct_ratio"]) == 5
     assert snn["energy"]["ann_macs"] > 0 and snn["energy"]["energy_ratio"] > 0
+    # Energy had the run stopped at t: grows with t, and at T it is the job's energy ratio.
+    energy = snn["energy_over_t"]
+    assert len(energy) == T and all(a < b for a, b in zip(energy, energy[1:]))
+    assert energy[-1] == pytest.approx(snn["energy"]["energy_ratio"], rel=1e-12)
+    t1 = snn["t_within_1pt"]
+    ann = results["ann"]["test_acc"]
+    assert t1 is None or (snn["acc_over_t"][t1 - 1] >= ann - 0.01 - 1e-12
+                          and all(a < ann - 0.01 for a in snn["acc_over_t"][: t1 - 1]))
     assert set(results["timings"]) >= {"ann_s", "calibration_s", "simulation_s", "logging_s"}
 
 
@@ -42,6 +50,8 @@ def test_results_json_and_csv_logger(job_config, tmp_path: Path) -> None:
         rows = list(csv.DictReader(handle))
     curve = {int(float(r["snn/t"])): float(r["snn/acc"]) for r in rows if r.get("snn/acc")}
     assert curve == {t: pytest.approx(a) for t, a in enumerate(written["snn"]["acc_over_t"], 1)}
+    energy = {int(float(r["snn/t"])): float(r["snn/energy_ratio"]) for r in rows if r.get("snn/energy_ratio")}
+    assert energy == {t: pytest.approx(e) for t, e in enumerate(written["snn"]["energy_over_t"], 1)}
     assert any(r.get("ann/test_acc") for r in rows)
 
 

@@ -8,7 +8,7 @@ is connected to); the first layer, fed analog input, costs its MACs at every ste
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -163,22 +163,22 @@ def _sum_over_samples(x: Tensor) -> Tensor:
 
 
 def _events(module: nn.Module, counts: Tensor) -> Tensor:
-    """Synaptic events (0-d, float64) of input spike counts ``counts`` ``[N, C_in, ...]``:
-    each spike reaches every output it is connected to."""
+    """Synaptic events ``[N]`` (float64) of input spike counts ``counts`` ``[N, C_in, ...]``,
+    one total per leading index: each spike reaches every output it is connected to."""
     if isinstance(module, nn.Linear):
-        return counts.sum(dtype=torch.float64) * module.out_features
+        return counts.flatten(1).sum(1, dtype=torch.float64) * module.out_features
     conv = F.conv1d if isinstance(module, nn.Conv1d) else F.conv2d
     ones = counts.new_ones(1, 1, *module.kernel_size)
     # Outputs whose receptive field covers each input position, summed over positions.
     reach = conv(counts.sum(1, keepdim=True), ones, None, module.stride, module.padding, module.dilation)
-    return reach.sum(dtype=torch.float64) * (module.out_channels // module.groups)
+    return reach.flatten(1).sum(1, dtype=torch.float64) * (module.out_channels // module.groups)
 
 
 class SynapticOps(Metric):
     """Accumulate operations (ACs: synaptic events) of a ``SpikingNetwork``'s spike-fed layers.
 
-    Built from ``synaptic_layers(snn)``; keeps the names of the layers fed by spikes
-    (the first, analog-fed layers cost MACs instead).  Usage::
+    Built from ``synaptic_layers(snn)`` and the simulation length ``T``; keeps the names of
+    the layers fed by spikes (the first, analog-fed layers cost MACs instead).  Usage::
 
         with ops.hooks(snn):
             out = snn(x, T)
@@ -187,19 +187,21 @@ class SynapticOps(Metric):
     Inputs of a hooked layer arrive as ``[steps·B, ...]`` values s·θ; s = value / θ
     (a burst of k spikes counts k).  Behind an average pool s is the pooled (mean)
     count, so the layer's ACs are those of its pooled input.
-    States: ``acs`` ``[L]`` (events per layer, float64) and ``samples``, both summed
-    over DDP ranks.  compute() -> {layer: ACs per image (0-d tensor)}.
+    States: ``acs`` ``[L, T]`` (events per layer and step, float64) and ``samples``, both
+    summed over DDP ranks.  compute() -> {layer: ACs per image at each step ``[T]``} (0-d
+    when T = 1: torchmetrics squeezes single values).
     """
 
     full_state_update = False
     is_differentiable = False
 
-    def __init__(self, layers: Sequence[SynapticLayer], **kwargs: Any) -> None:
+    def __init__(self, layers: Sequence[SynapticLayer], T: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.T = T
         self.layer_names = [layer.name for layer in layers if layer.input_unit is not None]
-        self.add_state("acs", torch.zeros(len(self.layer_names), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("acs", torch.zeros(len(self.layer_names), T, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("samples", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-        self._pending: dict[str, Tensor] = {}  # layer -> input summed over steps and samples
+        self._pending: dict[str, list[Tensor]] = {}  # layer -> its input summed over samples, per chunk
         self._layers: dict[str, SynapticLayer] = {}
 
     @contextmanager
@@ -225,14 +227,14 @@ class SynapticOps(Metric):
 
     def _hook(self, name: str, snn: SpikingNetwork) -> Callable[[nn.Module, tuple, Tensor], None]:
         # Events are linear in the input, and a layer treats every sample alike: the
-        # events of all steps and samples are those of their summed input, so each step
-        # only adds its input up (one pass) and ``update`` counts the events once.
-        # Each step's batch is summed alone, so the result does not depend on chunking.
+        # events of a step over all samples are those of their summed input, so each step
+        # only adds its input up over the batch (one pass) and ``update`` counts the events
+        # once per step. Chunks arrive in step order; each step's batch is summed alone, so
+        # the result does not depend on chunking.
         def accumulate(module: nn.Module, inputs: tuple, output: Tensor) -> None:
             x = inputs[0]
             per_step = _sum_over_samples(x.view(snn.steps, -1, *x.shape[1:]))  # [steps, C, ...]
-            total = per_step.double().sum(0, keepdim=True)  # [1, C, ...]
-            self._pending[name] = self._pending[name] + total if name in self._pending else total
+            self._pending.setdefault(name, []).append(per_step.double())
 
         return accumulate
 
@@ -240,11 +242,16 @@ class SynapticOps(Metric):
         """Add the events of the forwards since the last update, for ``batch_size`` samples."""
         if self.layer_names and not self._pending:
             raise RuntimeError("no forward ran inside hooks() since the last update")
-        zero = torch.zeros((), dtype=torch.float64)
         acs = []
         for name in self.layer_names:
-            layer, total = self._layers[name], self._pending.get(name)
-            events = zero if total is None else _events(layer.module, _spike_counts(total, layer.input_unit))
+            layer, chunks = self._layers[name], self._pending.get(name)
+            if chunks is None:
+                events = torch.zeros(self.T, dtype=torch.float64)
+            else:
+                per_step = torch.cat(chunks)  # [T, C, ...]
+                if per_step.shape[0] != self.T:
+                    raise RuntimeError(f"layer '{name}' ran {per_step.shape[0]} steps, expected T={self.T}")
+                events = _events(layer.module, _spike_counts(per_step, layer.input_unit))
             acs.append(events.to(self.acs.device))
         if acs:
             self.acs += torch.stack(acs)
@@ -254,6 +261,31 @@ class SynapticOps(Metric):
     def compute(self) -> dict[str, Tensor]:
         per_image = self.acs / self.samples
         return {name: per_image[i] for i, name in enumerate(self.layer_names)}
+
+
+def energy_over_t(
+    macs: Mapping[str, int],
+    acs_per_step: Mapping[str, Sequence[float]],
+    T: int,
+    first_layers: Sequence[str],
+    e_mac: float = E_MAC_PJ,
+    e_ac: float = E_AC_PJ,
+) -> list[float]:
+    """SNN/ANN energy ratio had the simulation stopped after step t, for t = 1..T.
+
+    At t: (t·Σ_{first layers} MACs·E_MAC + Σ_{τ ≤ t} Σ_{other layers} ACs(τ)·E_AC) / (Σ MACs·E_MAC).
+    ``acs_per_step``: each non-first layer's ACs per image at steps 1..T (T values each).
+    """
+    acs = torch.zeros(T, dtype=torch.float64)
+    for name, values in acs_per_step.items():
+        values = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+        if values.numel() != T:
+            raise ValueError(f"layer '{name}': {values.numel()} ACs per step, expected T={T}")
+        acs += values
+    t = torch.arange(1, T + 1, dtype=torch.float64)
+    first_energy = sum(macs[name] for name in first_layers) * e_mac
+    ann_energy = sum(macs.values()) * e_mac
+    return ((t * first_energy + acs.cumsum(0) * e_ac) / ann_energy).tolist()
 
 
 def energy_report(

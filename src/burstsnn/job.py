@@ -21,6 +21,7 @@ from burstsnn.cache import AnnCache, ann_key
 from burstsnn.callbacks import ConversionCallback, ConversionSettings
 from burstsnn.config import resolved_config, theta_scale_value, validate
 from burstsnn.data import ImageDataModule
+from burstsnn.metrics import t_within
 from burstsnn.models import build_model
 from burstsnn.summary import print_summary
 from burstsnn.tracking import build_logger, close_logger, log_results
@@ -61,7 +62,8 @@ def build_ann(cfg: DictConfig) -> nn.Module:
     """The untrained ANN of `cfg.model`."""
     model = cfg.model
     return build_model(
-        model.name, model.num_classes, model.in_channels, model.width, model.image_size
+        model.name, model.num_classes, model.in_channels, model.width, model.image_size,
+        model.classifier_hidden,
     )
 
 
@@ -157,7 +159,8 @@ def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
                 "test_acc": ann_acc, "val_acc": meta.get("val_acc"),
                 "train_seconds": meta.get("train_seconds"),
             },
-            "snn": {**snn, "conversion_loss": ann_acc - snn["acc_at_T"]},
+            "snn": {**snn, "conversion_loss": ann_acc - snn["acc_at_T"],
+                    "t_within_1pt": t_within(snn["acc_over_t"], ann_acc, points=1.0)},
             "timings": {"ann_s": ann_s, **timings},
         }
         logging_started = time.perf_counter()

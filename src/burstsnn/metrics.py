@@ -16,8 +16,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from burstsnn.energy import SynapticOps, count_macs, energy_report, synaptic_layers
+from burstsnn.energy import SynapticOps, count_macs, energy_over_t, energy_report, synaptic_layers
 from burstsnn.snn.network import SpikingNetwork
+
+
+def t_within(acc_over_t: Sequence[float], reference: float, points: float = 1.0) -> int | None:
+    """The first t (1-based) whose accuracy is within ``points`` percentage points of
+    ``reference`` (accuracies as fractions: acc(t) ≥ reference − points/100), or None."""
+    floor = reference - points / 100 - 1e-12  # the epsilon absorbs float rounding of the difference
+    for t, acc in enumerate(acc_over_t, start=1):
+        if acc >= floor:
+            return t
+    return None
 
 
 class AccuracyOverTime(Metric):
@@ -143,7 +153,7 @@ class SNNMetrics(nn.Module):
         self.accuracy = AccuracyOverTime(T)
         self.firing_rates = FiringRates([name for name, _ in snn.neurons()])
         self.pooling = PoolingCorrectRatio([name for name, _ in snn.pools()])
-        self.synaptic_ops = SynapticOps(layers)
+        self.synaptic_ops = SynapticOps(layers, T)
 
     @contextmanager
     def attach(self, snn: SpikingNetwork) -> Iterator[SNNMetrics]:
@@ -169,10 +179,12 @@ class SNNMetrics(nn.Module):
     def compute(self) -> dict[str, Any]:
         """Plain Python numbers: acc_over_t (T floats, t = 1..T), acc_at_T, best_acc,
         best_t (1-based, the first best), firing_rates {layer: spikes per neuron per step},
-        pooling_correct_ratio {pool: ratio}, energy (``energy_report``, pJ per image)."""
+        pooling_correct_ratio {pool: ratio}, energy (``energy_report``, pJ per image over
+        the T steps), energy_over_t (T floats: the SNN/ANN energy ratio had the run stopped
+        at t = 1..T)."""
         acc = self.accuracy.compute()
         best = int(torch.argmax(acc))
-        acs = {name: float(v) for name, v in self.synaptic_ops.compute().items()}
+        acs_per_step = self.synaptic_ops.compute()  # {layer: [T] ACs per image}
         return {
             "acc_over_t": acc.tolist(),
             "acc_at_T": float(acc[-1]),
@@ -180,7 +192,9 @@ class SNNMetrics(nn.Module):
             "best_t": best + 1,
             "firing_rates": {name: float(v) for name, v in self.firing_rates.compute().items()},
             "pooling_correct_ratio": {name: float(v) for name, v in self.pooling.compute().items()},
-            "energy": energy_report(self.macs, acs, self.T, self.first_layers),
+            "energy": energy_report(self.macs, {name: float(v.sum()) for name, v in acs_per_step.items()},
+                                    self.T, self.first_layers),
+            "energy_over_t": energy_over_t(self.macs, acs_per_step, self.T, self.first_layers),
         }
 
     def reset(self) -> None:

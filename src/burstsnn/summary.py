@@ -26,6 +26,9 @@ def print_summary(results: dict[str, Any], console: Console | None = None) -> No
         f"t={t}: {100 * snn['acc_over_t'][t - 1]:.2f} %" for t in marks))
     table.add_row("best over t≤T", f"{100 * snn['best_acc']:.2f} % at t={snn['best_t']}")
     table.add_row("conversion loss", f"{100 * snn['conversion_loss']:.2f} points at T={T}")
+    t1 = snn["t_within_1pt"]
+    table.add_row("within 1 pt of ANN", "not within T" if t1 is None else
+                  f"from t={t1} (energy SNN/ANN = {snn['energy_over_t'][t1 - 1]:.3f} there)")
     rates = snn["firing_rates"].values()
     if rates:
         table.add_row("firing rate", f"{min(rates):.3f} … {max(rates):.3f} spikes/neuron/step "

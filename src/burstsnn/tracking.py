@@ -56,6 +56,9 @@ def summary_scalars(results: dict[str, Any]) -> dict[str, float]:
         "snn/conversion_loss": snn["conversion_loss"],
         "snn/theta_scale": snn["theta_scale"],
     }
+    if snn["t_within_1pt"] is not None:  # first t within 1 point of the ANN, and its energy
+        scalars["snn/t_within_1pt"] = snn["t_within_1pt"]
+        scalars["snn/energy_ratio_within_1pt"] = snn["energy_over_t"][snn["t_within_1pt"] - 1]
     scalars.update({f"energy/{k}": v for k, v in snn["energy"].items() if _is_number(v)})
     scalars.update({f"firing_rate/{k}": v for k, v in snn["firing_rates"].items()})
     scalars.update({f"pooling_ratio/{k}": v for k, v in snn["pooling_correct_ratio"].items()})
@@ -67,14 +70,23 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def curves_over_t(results: dict[str, Any]) -> list[dict[str, float]]:
+    """One row per step t = 1..T: {"snn/t", "snn/acc", "snn/energy_ratio"} (the energy ratio
+    had the run stopped at t)."""
+    snn = results["snn"]
+    return [{"snn/t": t, "snn/acc": acc, "snn/energy_ratio": energy}
+            for t, (acc, energy) in enumerate(zip(snn["acc_over_t"], snn["energy_over_t"]), start=1)]
+
+
 def log_results(logger: Logger | None, results: dict[str, Any]) -> None:
-    """Log a job's results (as in results.json): SNN accuracy over t as a curve whose x axis
-    is t, firing rates as a table + bar chart (W&B), and the headline numbers."""
+    """Log a job's results (as in results.json): SNN accuracy and energy ratio over t as
+    curves whose x axis is t, firing rates as a table + bar chart (W&B), and the headline
+    numbers."""
     if isinstance(logger, WandbLogger):
         _log_wandb(logger, results)
     elif logger is not None:
-        for t, acc in enumerate(results["snn"]["acc_over_t"], start=1):
-            logger.log_metrics({"snn/t": t, "snn/acc": acc}, step=t)
+        for row in curves_over_t(results):
+            logger.log_metrics(row, step=int(row["snn/t"]))
         logger.log_metrics(summary_scalars(results))
         logger.save()
 
@@ -85,8 +97,9 @@ def _log_wandb(logger: WandbLogger, results: dict[str, Any]) -> None:
     run = logger.experiment
     run.define_metric("snn/t")
     run.define_metric("snn/acc", step_metric="snn/t")
-    for t, acc in enumerate(results["snn"]["acc_over_t"], start=1):
-        run.log({"snn/t": t, "snn/acc": acc})
+    run.define_metric("snn/energy_ratio", step_metric="snn/t")
+    for row in curves_over_t(results):
+        run.log(row)
     rates = wandb.Table(
         columns=["layer", "firing_rate"],
         data=[[k, v] for k, v in results["snn"]["firing_rates"].items()],
