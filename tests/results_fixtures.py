@@ -66,6 +66,7 @@ def fake_result(
         layer: 1.0 if pooling == "lipool" else round(0.9 - 0.1 * i, 3)
         for i, layer in enumerate(POOL_LAYERS[model])}
     ann_macs, acs = 1.0e7, 2.0e6 * gamma * scale
+    energy_ratio = round((0.9 * acs + 4.6 * 3.0e5) / (4.6 * ann_macs), 4)
     return {
         "config": config,
         "overrides": [f"model={model}", f"gamma={gamma}", f"T={T}", f"p={p}", f"pooling={pooling}"],
@@ -76,7 +77,9 @@ def fake_result(
                 "firing_rates": rates, "pooling_correct_ratio": pools,
                 "energy": {"ann_macs": ann_macs, "snn_acs": acs, "snn_macs": 3.0e5,
                            "ann_energy_pj": 4.6 * ann_macs, "snn_energy_pj": 0.9 * acs + 4.6 * 3.0e5,
-                           "energy_ratio": round((0.9 * acs + 4.6 * 3.0e5) / (4.6 * ann_macs), 4)}},
+                           "energy_ratio": energy_ratio},
+                "energy_over_t": [round(energy_ratio * t / T, 6) for t in range(1, T + 1)],
+                "t_within_1pt": next((t for t, a in enumerate(curve, 1) if a >= ann - 0.01), None)},
         "timings": {"ann_s": 1.2, "calibration_s": 0.5, "simulation_s": 40.0, "logging_s": 0.3},
     }
 

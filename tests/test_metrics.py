@@ -6,7 +6,7 @@ from torch import nn
 
 from burstsnn.convert import convert
 from burstsnn.energy import count_macs
-from burstsnn.metrics import AccuracyOverTime, FiringRates, PoolingCorrectRatio, SNNMetrics, t_within
+from burstsnn.metrics import AccuracyOverTime, FiringRates, PoolingCorrectRatio, SNNMetrics
 from burstsnn.snn.pooling import LIPool, SpikeMaxPool
 
 
@@ -142,19 +142,6 @@ def test_snn_metrics_bundle_everything_and_leave_outputs_identical():
     metrics.reset()
     assert int(metrics.accuracy.total) == 0 and int(metrics.synaptic_ops.samples) == 0
 
-
-@pytest.mark.parametrize(
-    ("curve", "ann", "expected"),
-    [
-        ([0.10, 0.85, 0.905, 0.93], 0.92, 4),   # 90.5 % is 1.5 points below 92 %: not yet
-        ([0.10, 0.911, 0.95], 0.92, 2),          # 0.9 points below: within
-        ([0.10, 0.91, 0.95], 0.92, 2),           # exactly 1 point below counts (float rounding aside)
-        ([0.10, 0.50, 0.90], 0.92, None),        # never within 1 point
-        ([0.95, 0.10], 0.92, 1),                 # the first t, even if accuracy drops later
-    ],
-)
-def test_t_within_1pt_on_hand_made_curves(curve, ann, expected):
-    assert t_within(curve, ann, points=1.0) == expected
 
 
 def test_snn_metrics_do_not_depend_on_chunking():

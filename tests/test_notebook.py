@@ -49,5 +49,6 @@ def test_notebook_shows_table_and_figures(tmp_path: Path, monkeypatch: pytest.Mo
     assert not [out for out in outputs if out.output_type == "error"]
     markdown = [out.data["text/markdown"] for out in outputs if "text/markdown" in out.get("data", {})]
     assert any("## Table 1 — Fashion-MNIST" in text and "| Burst (Γ=5), θ = λ/Γ |" in text for text in markdown)
-    assert sum("image/png" in out.get("data", {}) for out in outputs) == 3
+    assert sum("image/png" in out.get("data", {}) for out in outputs) == 4  # Fig. 5a–c and the frontier
+    assert any("**Pareto front: accuracy vs energy**" in text and "| vgg16 |" in text for text in markdown)
     assert (tmp_path / "out" / "table1.csv").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import subprocess
 import sys
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from burstsnn.report import (PAPER_ACC, ReportError, build_table, load_results, to_markdown,
-                             varied_knobs, write_report)
+from burstsnn.report import (PAPER_ACC, ReportError, build_table, frontier, load_results, to_csv,
+                             to_markdown, varied_knobs, write_report)
 from results_fixtures import fake_result, write_fake_sweep, write_results
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
@@ -38,7 +39,10 @@ def test_cells_read_acc_over_t_at_T(table1_sweep: Path) -> None:
     assert cell16.acc == pytest.approx(100 * curve[15]) and cell32.acc == pytest.approx(100 * curve[31])
     assert cell16.best_acc == pytest.approx(100 * max(curve[:16]))
     assert curve[cell16.best_t - 1] == max(curve[:16])
-    assert cell16.run["path"] == run["path"] and cell16.energy_ratio == run["snn"]["energy"]["energy_ratio"]
+    assert cell16.run["path"] == run["path"] and cell32.run["path"] == run["path"]
+    # Energy had the run stopped at T: at 16 from the curve over t, at 32 the run's own.
+    assert cell16.energy_ratio == run["snn"]["energy_over_t"][15]
+    assert cell32.energy_ratio == run["snn"]["energy"]["energy_ratio"]
     assert cell16.ann_acc == pytest.approx(92.5)
 
 
@@ -91,7 +95,8 @@ def test_explicit_Ts_and_out_of_range(table1_sweep: Path) -> None:
 
 def test_write_report_files(table1_sweep: Path, tmp_path: Path) -> None:
     written = write_report(table1_sweep, tmp_path / "out")
-    assert sorted(written) == ["acc_over_t.png", "firing_rates.png", "pooling_ratio.png", "table1.csv", "table1.md"]
+    assert sorted(written) == ["acc_over_t.png", "firing_rates.png", "frontier.csv", "frontier.png",
+                               "pooling_ratio.png", "table1.csv", "table1.md"]
     for name, path in written.items():
         assert path.parent == tmp_path / "out" and path.stat().st_size > 0
         if name.endswith(".png"):
@@ -106,6 +111,52 @@ def test_write_report_files(table1_sweep: Path, tmp_path: Path) -> None:
     assert (line["p"], line["gamma"], line["pooling"], line["theta_scale"], line["run_T"]) == (
         "100.0", "1", "spikemax", "1", "32")
     assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_latency_to_1pt_loss_and_its_energy(tmp_path: Path) -> None:
+    # A hand-made curve: ANN 92 %, within 1 point from t = 3 (91.2 %), energy 0.1 per step.
+    result = fake_result(T=5)
+    result["ann"]["test_acc"] = 0.92
+    result["snn"]["acc_over_t"] = [0.10, 0.80, 0.912, 0.90, 0.92]
+    result["snn"]["energy_over_t"] = [0.1, 0.2, 0.3, 0.4, 0.5]
+    sweep = write_results(tmp_path / "sweep", [result, fake_result(T=5, gamma=1)])
+    table = build_table(load_results(sweep))
+    cell = table.cell("Burst (Γ=5)", "vgg16", 5)
+    assert (cell.t_within_1pt, cell.energy_within_1pt, cell.energy_ratio) == (3, 0.3, 0.5)
+    text = to_markdown(table)
+    assert "VGG16 T to ≤ 1 pt loss (energy ratio)" in text
+    line = next(line for line in text.splitlines() if line.startswith("| Burst (Γ=5) |") and "(t=" in line)
+    assert line.endswith("| 0.500 | 3 (0.300) |")
+    row = next(r for r in csv.DictReader(io.StringIO(to_csv(table))) if r["row"] == "Burst (Γ=5)")
+    assert (row["t_within_1pt"], row["energy_ratio_within_1pt"]) == ("3", "0.3")
+
+
+def test_frontier_is_the_non_dominated_operating_points(table1_sweep: Path, tmp_path: Path) -> None:
+    results = load_results(table1_sweep)
+    table = build_table(results)
+    for model in table.models:
+        points = [(100 * a, e) for r in results if r["config"]["model"]["name"] == model
+                  for a, e in zip(r["snn"]["acc_over_t"], r["snn"]["energy_over_t"])]
+        front = frontier(table, model)
+        assert front and [p.energy_ratio for p in front] == sorted(p.energy_ratio for p in front)
+        for p in front:  # no point of any run is at least as accurate for less energy
+            assert not any(a >= p.acc and e < p.energy_ratio for a, e in points)
+        for a, e in points:  # every point is matched or beaten by a front point
+            assert any(p.acc >= a and p.energy_ratio <= e for p in front)
+    written = write_report(table1_sweep, tmp_path / "out")
+    lines = list(csv.DictReader(written["frontier.csv"].open(encoding="utf-8")))
+    assert len(lines) == sum(len(frontier(table, m)) for m in table.models)
+    first = lines[0]
+    assert first["rerun"].startswith("python run.py model=") and first["rerun"].endswith(f"T={first['t']}")
+
+
+def test_results_without_energy_over_t_still_report(tmp_path: Path) -> None:
+    old = fake_result(T=32)
+    del old["snn"]["energy_over_t"], old["snn"]["t_within_1pt"]
+    table = build_table(load_results(write_results(tmp_path / "sweep", [old])))
+    assert table.cell("Burst (Γ=5)", "vgg16", 16).energy_ratio is None
+    assert table.cell("Burst (Γ=5)", "vgg16", 32).energy_ratio == old["snn"]["energy"]["energy_ratio"]
+    assert [p.t for p in frontier(table, "vgg16")] == [32]
 
 
 def test_no_pools_skips_the_pooling_figure(tmp_path: Path) -> None:

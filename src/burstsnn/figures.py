@@ -104,9 +104,64 @@ def plot_pooling_ratio(table: Table, path: Path) -> Path | None:
                          "pooling correct ratio")
 
 
+# Rows beyond this many are drawn in grey without a legend entry (e.g. the trials of a search).
+MAX_LEGEND_ROWS = 10
+# At most this many Pareto points get a "t=" label per panel (evenly spread).
+MAX_FRONT_LABELS = 12
+# The zoomed panels show accuracy from this many points below the ANN up to 2 above it.
+ZOOM_POINTS = 10.0
+
+
+def plot_frontier(table: Table, path: Path) -> Path | None:
+    """Accuracy (%) against SNN/ANN energy ratio (log scale): one curve per row (its longest
+    run, a point per step t), the Pareto front over all runs' points (black, t labelled), the
+    ANN's accuracy (dashed) and energy (dotted). Top: all points; bottom: near the ANN.
+    None if no run knows its energy over t."""
+    from burstsnn.report import frontier, operating_points
+
+    models = [m for m in table.models if operating_points(table, m)]
+    if not models:
+        return None
+    figure = Figure(figsize=(6.5 * len(models), 9.0), layout="constrained")
+    grid = figure.subplots(2, len(models), squeeze=False)
+    many = len(table.rows) > MAX_LEGEND_ROWS
+    for column, model in enumerate(models):
+        front = frontier(table, model)
+        ann = max(table.ann_acc[model])
+        for zoomed, ax in enumerate(grid[:, column]):
+            for index, row in enumerate(table.rows):
+                points = [p for p in operating_points(table, model)
+                          if p.row == row.label and p.run is row.longest(model)]
+                if points:
+                    ax.plot([p.energy_ratio for p in points], [p.acc for p in points], marker=".",
+                            markersize=3, linewidth=1,
+                            color="0.75" if many else _colour(index, len(table.rows)),
+                            label=None if many else row.label)
+            ax.plot([p.energy_ratio for p in front], [p.acc for p in front], color="black",
+                    marker="o", markersize=4, linewidth=1.5, drawstyle="steps-post",
+                    label="Pareto front (t labelled)")
+            shown = [p for p in front if not zoomed or p.acc >= ann - ZOOM_POINTS]
+            every = -(-len(shown) // MAX_FRONT_LABELS)  # label at most MAX_FRONT_LABELS points
+            for p in shown[::every]:
+                ax.annotate(f"t={p.t}", (p.energy_ratio, p.acc), textcoords="offset points",
+                            xytext=(4, -10), fontsize="x-small")
+            for acc in table.ann_acc[model]:
+                ax.axhline(acc, linestyle="--", color="black", linewidth=1, label="ANN accuracy")
+            ax.axvline(1.0, linestyle=":", color="black", linewidth=1, label="ANN energy")
+            ax.set_xscale("log")
+            if zoomed:
+                ax.set_ylim(ann - ZOOM_POINTS, ann + 2)
+            ax.set(title=f"{table.model_header(model)}{' — near the ANN' if zoomed else ''}",
+                   xlabel="SNN/ANN energy ratio (had the run stopped at t)", ylabel="accuracy (%)")
+            ax.grid(alpha=0.3, which="both")
+    _legend(figure, list(grid.flat))
+    return _save(figure, path)
+
+
 # write_report draws these, by file name (see burstsnn.report.FIGURES for the captions).
 PLOTS: dict[str, Callable[[Table, Path], Path | None]] = {
     "acc_over_t.png": plot_accuracy_over_t,
     "pooling_ratio.png": plot_pooling_ratio,
     "firing_rates.png": plot_firing_rates,
+    "frontier.png": plot_frontier,
 }

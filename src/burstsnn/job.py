@@ -21,7 +21,7 @@ from burstsnn.cache import AnnCache, ann_key
 from burstsnn.callbacks import ConversionCallback, ConversionSettings
 from burstsnn.config import resolved_config, theta_scale_value, validate
 from burstsnn.data import ImageDataModule
-from burstsnn.metrics import t_within
+from burstsnn.frontier import t_within
 from burstsnn.models import build_model
 from burstsnn.summary import print_summary
 from burstsnn.tracking import build_logger, close_logger, log_results

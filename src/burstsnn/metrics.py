@@ -20,16 +20,6 @@ from burstsnn.energy import SynapticOps, count_macs, energy_over_t, energy_repor
 from burstsnn.snn.network import SpikingNetwork
 
 
-def t_within(acc_over_t: Sequence[float], reference: float, points: float = 1.0) -> int | None:
-    """The first t (1-based) whose accuracy is within ``points`` percentage points of
-    ``reference`` (accuracies as fractions: acc(t) ≥ reference − points/100), or None."""
-    floor = reference - points / 100 - 1e-12  # the epsilon absorbs float rounding of the difference
-    for t, acc in enumerate(acc_over_t, start=1):
-        if acc >= floor:
-            return t
-    return None
-
-
 class AccuracyOverTime(Metric):
     """Accuracy at every t = 1..T of one simulation of T steps.
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from burstsnn.atomic import write_atomic
+from burstsnn.frontier import pareto_front, t_within
 
 RESULTS = "results.json"
 
@@ -57,6 +58,8 @@ FIGURES = {
     "acc_over_t.png": "Accuracy over time steps t, one curve per row (cf. paper Fig. 5a)",
     "pooling_ratio.png": "Pooling correct ratio per pooling layer (cf. paper Fig. 5b)",
     "firing_rates.png": "Firing rate per spiking layer (cf. paper Fig. 5c)",
+    "frontier.png": "Accuracy against SNN/ANN energy ratio: a point per step t of each row's run, "
+                    "the Pareto front over all of them (t labelled), the ANN dashed",
 }
 
 
@@ -72,7 +75,9 @@ class Cell:
     best_acc: float              # best accuracy (%) over t ≤ T ...
     best_t: int                  # ... reached at this step
     ann_acc: float               # the run's ANN test accuracy (%)
-    energy_ratio: float | None   # SNN/ANN energy of the run (over its own T steps)
+    energy_ratio: float | None   # SNN/ANN energy had the run stopped at t = T
+    t_within_1pt: int | None     # first t ≤ T within 1 point of the ANN (None: not reached)
+    energy_within_1pt: float | None  # SNN/ANN energy at that t
     run: dict[str, Any]          # the results.json it was read from (with "path")
 
 
@@ -266,10 +271,21 @@ def _cell(runs: list[dict[str, Any]], T: int) -> tuple[Cell | None, int]:
     run = tied[0]
     curve = run["snn"]["acc_over_t"][:T]
     best = max(range(T), key=lambda i: curve[i])
-    energy = run["snn"].get("energy") or {}
+    energy = energy_over_t(run)
+    t1 = t_within(curve, run["ann"]["test_acc"])
     return Cell(acc=100 * curve[T - 1], best_acc=100 * curve[best], best_t=best + 1,
-                ann_acc=100 * run["ann"]["test_acc"], energy_ratio=energy.get("energy_ratio"),
+                ann_acc=100 * run["ann"]["test_acc"], energy_ratio=energy[T - 1],
+                t_within_1pt=t1, energy_within_1pt=None if t1 is None else energy[t1 - 1],
                 run=run), len(tied)
+
+
+def energy_over_t(run: dict[str, Any]) -> list[float | None]:
+    """The run's SNN/ANN energy ratio had it stopped at t = 1..T; results written before
+    energy_over_t existed only know it at their own T (None elsewhere)."""
+    snn = run["snn"]
+    if snn.get("energy_over_t"):
+        return snn["energy_over_t"]
+    return [None] * (snn["T"] - 1) + [(snn.get("energy") or {}).get("energy_ratio")]
 
 
 def _notes(table: Table, results: Sequence[dict[str, Any]], fixed: dict[str, Any]) -> list[str]:
@@ -281,8 +297,9 @@ def _notes(table: Table, results: Sequence[dict[str, Any]], fixed: dict[str, Any
         "acc at T: accuracy (%) at step t = T, read from the shortest run simulated for ≥ T steps "
         "(one T=32 simulation answers T=16 and T=32).",
         "best acc over t≤T: the best accuracy at any step t ≤ T (the step in parentheses), an oracle "
-        "choice of t; energy: SNN/ANN energy ratio of that run over its own T steps "
-        "(E_AC = 0.9 pJ, E_MAC = 4.6 pJ).",
+        "choice of t; energy: SNN/ANN energy ratio had the run stopped at t = T "
+        "(E_AC = 0.9 pJ, E_MAC = 4.6 pJ); T to ≤ 1 pt loss: the first step whose accuracy is within "
+        "1 point of the ANN, with the energy ratio there (– : not within the run's steps).",
     ]
     gammas = {r.knobs.get("gamma", fixed.get("gamma")) for r in table.rows}
     if "theta_scale" in table.varied and 1 in gammas:
@@ -373,6 +390,13 @@ def _energy(cell: Cell | None) -> str:
     return "–" if cell is None or cell.energy_ratio is None else f"{cell.energy_ratio:.3f}"
 
 
+def _within(cell: Cell | None) -> str:
+    if cell is None or cell.t_within_1pt is None:
+        return "–"
+    energy = "" if cell.energy_within_1pt is None else f" ({cell.energy_within_1pt:.3f})"
+    return f"{cell.t_within_1pt}{energy}"
+
+
 def to_markdown(table: Table) -> str:
     """Table 1 as markdown: accuracy at T beside the paper's, then best-over-t and energy."""
     data = ", ".join(DATA_NAMES.get(d, d) for d in table.data)
@@ -387,19 +411,77 @@ def to_markdown(table: Table) -> str:
               *(_pct(paper_acc(row, m, T)) for m, T in paper)] for row in table.rows]
     last = table.Ts[-1]
     extra_header = ["Method", *(f"{MODEL_NAMES.get(m, m)} best acc over t≤{T}" for m, T in cells),
-                    *(f"{MODEL_NAMES.get(m, m)} energy ratio (run of T={last})" for m in table.models)]
+                    *(f"{MODEL_NAMES.get(m, m)} energy ratio at T={last}" for m in table.models),
+                    *(f"{MODEL_NAMES.get(m, m)} T to ≤ 1 pt loss (energy ratio)" for m in table.models)]
     extra = [[row.label, *(_best(row.cells.get(key)) for key in cells),
-              *(_energy(row.cells.get((m, last))) for m in table.models)] for row in table.rows]
+              *(_energy(row.cells.get((m, last))) for m in table.models),
+              *(_within(row.cells.get((m, last))) for m in table.models)] for row in table.rows]
     reference = f", then paper ({PAPER_DATA}) for reference." if paper else "."
     parts = [
         f"## Table 1 — {data}",
         f"Accuracy (%) at t = T: ours{reference}",
         _md_table(header, lines),
-        "Best accuracy (%) over t ≤ T, and the SNN/ANN energy ratio.",
+        "Best accuracy (%) over t ≤ T, the SNN/ANN energy ratio, and the latency to ≤ 1 point loss.",
         _md_table(extra_header, extra),
         "\n".join(f"- {note}" for note in table.notes),
     ]
     return "\n\n".join(parts) + "\n"
+
+
+@dataclass(frozen=True)
+class Point:
+    """One operating point: a run of a row stopped at step t."""
+
+    row: str
+    model: str
+    t: int
+    acc: float            # accuracy (%) at t
+    energy_ratio: float   # SNN/ANN energy had the run stopped at t
+    run: dict[str, Any]   # the results.json (with "path")
+
+
+def operating_points(table: Table, model: str) -> list[Point]:
+    """Every (run, t) of `model` in the table whose energy at t is known, row by row."""
+    points = []
+    for row in table.rows:
+        for run in row.runs.get(model, []):
+            curve, energy = run["snn"]["acc_over_t"], energy_over_t(run)
+            points += [Point(row.label, model, t, 100 * curve[t - 1], energy[t - 1], run)
+                       for t in range(1, len(curve) + 1) if energy[t - 1] is not None]
+    return points
+
+
+def frontier(table: Table, model: str) -> list[Point]:
+    """The Pareto front of `model`'s operating points (accuracy up, energy down), by energy."""
+    points = operating_points(table, model)
+    return [points[i] for i in pareto_front([(p.acc, p.energy_ratio) for p in points])]
+
+
+# Overrides that do not carry over when a front point is simulated again on the full test set.
+_RERUN_DROPS = ("T=", "data.limit_test_samples=", "hydra.", "hydra/", "skip_done=")
+
+
+def rerun_command(point: Point) -> str:
+    """`python run.py ...` that simulates this point again, on the full test set, for T = t."""
+    kept = [o for o in point.run.get("overrides", []) if not o.lstrip("+~").startswith(_RERUN_DROPS)]
+    return " ".join(["python run.py", *kept, f"T={point.t}"])
+
+
+def frontier_csv(table: Table) -> str:
+    """The Pareto front of every model as CSV: one line per point, with the command to re-run it."""
+    buffer = io.StringIO()
+    fields = ["model", "row", "t", "acc_pct", "energy_ratio", "ann_acc_pct", "results", "rerun"]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for model in table.models:
+        for point in frontier(table, model):
+            writer.writerow({
+                "model": model, "row": point.row, "t": point.t, "acc_pct": round(point.acc, 4),
+                "energy_ratio": round(point.energy_ratio, 6),
+                "ann_acc_pct": round(100 * point.run["ann"]["test_acc"], 4),
+                "results": point.run["path"], "rerun": rerun_command(point),
+            })
+    return buffer.getvalue()
 
 
 def csv_rows(table: Table) -> list[dict[str, Any]]:
@@ -418,6 +500,8 @@ def csv_rows(table: Table) -> list[dict[str, Any]]:
                     "acc_pct": round(cell.acc, 4), "best_acc_pct": round(cell.best_acc, 4),
                     "best_t": cell.best_t, "ann_acc_pct": round(cell.ann_acc, 4),
                     "energy_ratio": cell.energy_ratio,
+                    "t_within_1pt": cell.t_within_1pt,
+                    "energy_ratio_within_1pt": cell.energy_within_1pt,
                     f"paper_{PAPER_DATA.lower()}_acc_pct": paper_acc(row, model, T),
                     "run_T": cell.run["snn"]["T"],
                     "theta_scale_used": cell.run["snn"].get("theta_scale"),
@@ -444,7 +528,8 @@ def _write_text(path: Path, text: str) -> Path:
 
 def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None,
                  Ts: Sequence[int] | None = None) -> dict[str, Path]:
-    """Write table1.md, table1.csv and the figures into `out_dir` (default: the sweep dir)."""
+    """Write table1.md, table1.csv, frontier.csv and the figures into `out_dir` (default: the
+    sweep dir)."""
     from burstsnn import figures  # matplotlib only when drawing
 
     table = build_table(load_results(sweep_dir), Ts)
@@ -452,6 +537,7 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None,
     written = {
         "table1.md": _write_text(out / "table1.md", to_markdown(table)),
         "table1.csv": _write_text(out / "table1.csv", to_csv(table)),
+        "frontier.csv": _write_text(out / "frontier.csv", frontier_csv(table)),
     }
     for name in FIGURES:
         path = figures.PLOTS[name](table, out / name)
