@@ -21,7 +21,9 @@ class JobFailed(CompactHydraException):
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> tuple[float, float]:
+    """One job; returns (SNN accuracy at T, SNN/ANN energy ratio at T), the two objectives that
+    `hydra/sweeper=frontier` (Optuna) maximises and minimises."""
     # Lightning's per-Trainer banners ("GPU available", tips) would drown the job's own log.
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
     hydra_cfg = HydraConfig.get()
@@ -31,10 +33,11 @@ def main(cfg: DictConfig) -> None:
         group="_".join(Path(hydra_cfg.sweep.dir).parts[-2:]) if hydra_cfg.mode.name == "MULTIRUN" else None,
     )
     try:
-        run_job(cfg, context)
+        results = run_job(cfg, context)
     except USER_ERRORS as error:
         log.error("error: %s", error)
         raise JobFailed(f"error: {error}") from None
+    return results["snn"]["acc_at_T"], results["snn"]["energy"]["energy_ratio"]
 
 
 if __name__ == "__main__":

@@ -156,3 +156,18 @@ def test_snn_metrics_do_not_depend_on_chunking():
         metrics.update(snn, outputs, y)  # after the block, as the evaluation module does
         results.append(metrics.compute())
     assert results[0] == results[1]
+
+
+def test_snn_metrics_at_a_single_step():
+    ann, T = pooled_ann(), 1
+    x, y = torch.rand(2, 1, 8, 8), torch.tensor([0, 1])
+    snn = convert(ann, [(x, y)], gamma=4)
+    metrics = SNNMetrics(snn, T, (1, 8, 8))
+    with metrics.attach(snn):
+        outputs = snn(x, T)
+        metrics.update(snn, outputs, y)
+    result = metrics.compute()
+    expected = (outputs[0].argmax(-1) == y).double().mean().item()
+    assert result["acc_over_t"] == [expected] and result["acc_at_T"] == expected and result["best_t"] == 1
+    assert len(result["energy_over_t"]) == 1
+    assert result["energy_over_t"][0] == pytest.approx(result["energy"]["energy_ratio"])

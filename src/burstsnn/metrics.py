@@ -172,7 +172,7 @@ class SNNMetrics(nn.Module):
         pooling_correct_ratio {pool: ratio}, energy (``energy_report``, pJ per image over
         the T steps), energy_over_t (T floats: the SNN/ANN energy ratio had the run stopped
         at t = 1..T)."""
-        acc = self.accuracy.compute()
+        acc = self.accuracy.compute().reshape(-1)  # [T]; torchmetrics squeezes T = 1 to 0-d
         best = int(torch.argmax(acc))
         acs_per_step = self.synaptic_ops.compute()  # {layer: [T] ACs per image}
         return {

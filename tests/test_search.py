@@ -1,0 +1,51 @@
+"""hydra/sweeper=frontier: a multi-objective Optuna search through run.py, then its report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from burstsnn.report import build_table, frontier, load_results
+from conftest import REPO, tiny_overrides
+
+
+@pytest.mark.slow
+def test_three_trial_search_writes_results_and_a_pareto_figure(tiny_idx_root: Path, tmp_path: Path) -> None:
+    overrides = [o for o in tiny_overrides(tiny_idx_root, tmp_path / "cache") if not o.startswith("T=")]
+    sweep = tmp_path / "search"
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    done = subprocess.run(
+        [sys.executable, "run.py", "-m", "hydra/sweeper=frontier", "hydra.sweeper.n_trials=3",
+         "hydra.sweeper.sampler.n_startup_trials=3", "T=int(interval(1, 4))",
+         *overrides, f"hydra.sweep.dir={sweep}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/results.json"))]
+    assert len(results) == 3
+    assert [r["ann"]["trained"] for r in results] == [True, False, False]  # one ANN for the search
+    for r in results:  # each trial drew its knobs from the search space
+        config = r["config"]
+        assert 99.0 <= config["p"] <= 100.0 and 1 <= config["gamma"] <= 16 and 1 <= config["T"] <= 4
+        assert 0.03 <= float(config["theta_scale"]) <= 1.0 and 0.0 <= config["v_init"] <= 1.0
+        assert config["data"]["limit_test_samples"] == 1000
+    # Optuna's own Pareto set: the values the jobs returned, (accuracy at T, energy ratio at T).
+    optimization = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    returned = {(r["snn"]["acc_at_T"], r["snn"]["energy"]["energy_ratio"]) for r in results}
+    assert optimization["solutions"] and all(tuple(s["values"]) in returned for s in optimization["solutions"])
+
+    report = subprocess.run([sys.executable, "-m", "burstsnn.report", str(sweep)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert (sweep / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = build_table(load_results(sweep))
+    front = frontier(table, "vgg16")
+    assert front and len(front) <= sum(r["snn"]["T"] for r in results)
+    csv_lines = (sweep / "frontier.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + len(front) and "hydra/sweeper" not in csv_lines[1]
