@@ -212,3 +212,11 @@ def test_skip_done_is_not_a_row_knob(tmp_path: Path) -> None:
     first["config"]["skip_done"] = True
     (sweep / "0" / "results.json").write_text(json.dumps(first))
     assert "skip_done" not in varied_knobs(load_results(sweep))
+
+
+def test_our_lowlatency_preset_gets_its_title(tmp_path: Path) -> None:
+    lowlatency = fake_result(T=2, gamma=8, v_init=0.5)
+    lowlatency["overrides"] = ["model=vgg16", "method=lowlatency"]
+    table = build_table(load_results(write_results(tmp_path / "sweep", [fake_result(T=32), lowlatency])))
+    assert [row.label for row in table.rows] == ["Burst (Γ=5), v_init=0.0", "Low latency (ours), Γ=8, v_init=0.5"]
+    assert table.Ts == [2, 16, 32] and table.cell("Low latency (ours), Γ=8, v_init=0.5", "vgg16", 16) is None

@@ -40,6 +40,8 @@ PAPER_ACC: dict[str, dict[str, dict[int, float]]] = {
     "Burst (Γ=5)": {"vgg16": {16: 57.21, 32: 71.41}, "resnet20": {16: 58.10, 32: 76.30}},
 }
 PAPER_TS = (16, 32)
+# Our method presets beyond the paper's rows (conf/method/<name>.yaml) → row title.
+OUR_METHODS = {"lowlatency": "Low latency (ours)"}
 
 # The knobs every CSV line carries (plus any other that varied), in this order.
 CORE_KNOBS = ("p", "gamma", "pooling", "reset", "v_init", "theta_scale", "channel_wise",
@@ -234,13 +236,24 @@ def paper_name(config: dict[str, Any]) -> str | None:
     return None
 
 
-def row_label(knobs: dict[str, Any], config: dict[str, Any]) -> str:
-    """The paper's name (plus any other varied knob), else the varied knobs, else the core ones."""
+def method_override(run: dict[str, Any]) -> str | None:
+    """The `method=<name>` preset a run was started with, if any."""
+    for override in run.get("overrides", []):
+        if override.startswith("method="):
+            return override.split("=", 1)[1]
+    return None
+
+
+def row_label(knobs: dict[str, Any], config: dict[str, Any], method: str | None = None) -> str:
+    """The paper's name (plus any other varied knob), else our preset's title (plus the varied
+    knobs), else the varied knobs, else the core ones."""
     name = paper_name(config)
     if name is not None:
         others = (_knob_label(k, v, config.get("gamma"))
                   for k, v in knobs.items() if k not in PAPER_ROWS[name])
         return ", ".join([name, *others])
+    if method in OUR_METHODS:
+        return ", ".join([OUR_METHODS[method], *(_knob_label(k, v, config.get("gamma")) for k, v in knobs.items())])
     if knobs:
         return ", ".join(_knob_label(k, v, config.get("gamma")) for k, v in knobs.items())
     return ", ".join(_knob_label(k, config.get(k), config.get("gamma"))
@@ -340,10 +353,11 @@ def build_table(results: Sequence[dict[str, Any]], Ts: Sequence[int] | None = No
     rows, duplicates = [], []
     for key, runs in groups.items():
         knobs = dict(zip(varied, key))
-        config = flatten(next(iter(runs.values()))[0]["config"])
+        first = next(iter(runs.values()))[0]
+        config = flatten(first["config"])
         for model_runs in runs.values():
             model_runs.sort(key=lambda r: -r["snn"]["T"])
-        row = Row(row_label(knobs, config), knobs, paper_name(config), runs)
+        row = Row(row_label(knobs, config, method_override(first)), knobs, paper_name(config), runs)
         for model in runs:
             for T in Ts:
                 cell, tied = _cell(runs[model], T)

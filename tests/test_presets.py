@@ -1,0 +1,31 @@
+"""The method and experiment presets compose to the knobs they promise."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from conftest import CONF
+
+
+def composed(*overrides: str):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+# The paper's Table 1 rows (§4.2): Max-norm = p 100 with the spike max-pool, p-Norm = p 99.9 with
+# it, LIPooling = p 99.9 with LIPool, then burst neurons Γ = 2 and 5 with LIPool.
+@pytest.mark.parametrize(("method", "p", "pooling", "gamma"), [
+    ("max_norm", 100, "spikemax", 1), ("p_norm", 99.9, "spikemax", 1), ("lipooling", 99.9, "lipool", 1),
+    ("burst2", 99.9, "lipool", 2), ("burst5", 99.9, "lipool", 5),
+])
+def test_table1_rows_in_the_table1_preset(method: str, p: float, pooling: str, gamma: int) -> None:
+    cfg = composed("experiment=table1", f"method={method}")
+    assert (cfg.p, cfg.pooling, cfg.gamma, cfg.T) == (p, pooling, gamma, 32)
+
+
+def test_lowlatency_keeps_its_own_T_in_the_table1_preset() -> None:
+    alone, in_table = composed("method=lowlatency"), composed("experiment=table1", "method=lowlatency")
+    assert alone.T == in_table.T == 2
+    assert alone.theta_scale == "1/gamma" and alone.v_init == 0.5 and alone.gamma > 1
+    assert composed("method=lowlatency", "T=1").T == 1  # the command line still wins
