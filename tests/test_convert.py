@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from burstsnn.calibrate import calibrate, percentile
+from burstsnn.calibrate import FirstStep, calibrate, mse_lambda, percentile
 from burstsnn.convert import convert, fold_bn
 from burstsnn.snn.pooling import LIPool, SpikeMaxPool
 
@@ -286,3 +286,61 @@ def test_vgg11_bn_converges():
     snn = convert(ann, [(x, None)], p=100)
     e16, e128 = rate_error(snn, ann, x, [16, 128])
     assert e128 < 0.25 * e16
+
+
+# --- λ by least squared error of the first burst step ------------------------------------------
+
+def first_step_output(a: float, lam: float, gamma: int, theta_scale: float, v_init: float) -> float:
+    """One IF/burst step from V(0) = v_init·θ with input a (Algorithm 1, soft reset): the spikes
+    emitted, while V ≥ θ and fewer than Γ, each taking θ off V; returns spikes·θ."""
+    theta = theta_scale * lam
+    v, spikes = v_init * theta + a, 0
+    while v >= theta and spikes < gamma:
+        v -= theta
+        spikes += 1
+    return spikes * theta
+
+
+@pytest.mark.parametrize(("gamma", "theta_scale", "v_init"), [(8, 1 / 8, 0.5), (4, 1 / 4, 0.0), (3, 0.5, 0.5)])
+def test_mse_lambda_minimises_the_first_step_error(gamma, theta_scale, v_init):
+    torch.manual_seed(0)
+    # Mostly small activations and a few outliers: the percentile keeps the outliers' range.
+    acts = torch.cat([torch.rand(500), 10 + 5 * torch.rand(3)])
+    step = FirstStep(gamma, theta_scale, v_init)
+    lam = float(mse_lambda(acts.view(1, -1), step)[0])
+
+    def error(lam: float) -> float:
+        return sum((first_step_output(float(a), lam, gamma, theta_scale, v_init) - float(a)) ** 2
+                   for a in acts) / len(acts)
+
+    top = float(acts.max())
+    assert any(abs(lam - top * k / 100) < 1e-9 * top for k in range(1, 101))  # a candidate of the grid
+    # No λ of a finer grid, checked with the loop above, does better by more than the grid's step.
+    best_fine = min(error(top * k / 200) for k in range(1, 201))
+    assert error(lam) <= best_fine * 1.05 + 1e-12
+    assert error(lam) < error(float(percentile(acts, 99.9))) and error(lam) < error(top)
+
+
+def test_mse_lambda_for_uniform_activations_makes_equal_bins():
+    # Uniform on [0, 1], θ = λ/8 and rounding (V(0) = θ/2): inputs in [λ − θ/2, 1] all give λ; that
+    # top bin is as wide as the others (θ) when 1 − λ + λ/16 = λ/8, i.e. λ = 16/17.
+    acts = torch.linspace(0, 1, 10001).view(1, -1)
+    assert float(mse_lambda(acts, FirstStep(8, 1 / 8, 0.5))[0]) == pytest.approx(16 / 17, abs=0.01)
+    # Flooring (V(0) = 0) maps [λ, 1] to λ and each [kθ, (k+1)θ) to kθ: equal bins at 1 − λ = λ/8.
+    assert float(mse_lambda(acts, FirstStep(8, 1 / 8, 0.0))[0]) == pytest.approx(8 / 9, abs=0.01)
+
+
+def test_convert_with_the_mse_rule_per_layer_and_per_channel():
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 4)).eval()
+    nn.init.uniform_(ann[0].weight, -0.2, 1.0)  # every channel active during calibration
+    x = torch.rand(8, 1, 6, 6)
+    for channel_wise in (False, True):
+        snn = convert(ann, [(x, torch.zeros(8))], gamma=8, theta_scale=1 / 8, v_init=0.5,
+                      lambda_rule="mse", channel_wise=channel_wise)
+        theta = snn.thresholds()["1"]
+        acts = torch.relu(ann[0](x)).transpose(0, 1).reshape(3, -1) if channel_wise else torch.relu(ann[0](x)).reshape(1, -1)
+        expected = mse_lambda(acts, FirstStep(8, 1 / 8, 0.5)) / 8
+        assert torch.allclose(theta.reshape(-1), expected.float())
+    with pytest.raises(ValueError, match="lambda_rule"):
+        convert(ann, [(x, torch.zeros(8))], lambda_rule="max")

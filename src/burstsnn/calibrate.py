@@ -1,10 +1,12 @@
-"""Activation calibration: λ_l = p-th percentile of a layer's ReLU outputs (paper §3.1)."""
+"""Activation calibration: λ_l = p-th percentile of a layer's ReLU outputs (paper §3.1), or
+the λ whose first burst step quantises those outputs with the least squared error."""
 
 from __future__ import annotations
 
 import itertools
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +35,47 @@ def percentile(x: Tensor, p: float, dim: int | None = None) -> Tensor:
     return v_lo + (v_hi - v_lo) * (rank - lo)
 
 
+LAMBDA_RULES = ("percentile", "mse")
+# The "mse" rule tries λ = max·k/MSE_CANDIDATES, k = 1..MSE_CANDIDATES, on at most
+# MSE_SAMPLES activations per layer (or per channel), drawn with a fixed seed.
+MSE_CANDIDATES = 100
+MSE_SAMPLES = 1 << 18
+
+
+@dataclass(frozen=True)
+class FirstStep:
+    """A burst neuron's first step as a quantiser of its input a: θ·clamp(⌊a/θ + v_init⌋, 0, Γ)
+    with θ = theta_scale·λ (V(0) = v_init·θ, soft or hard reset alike)."""
+
+    gamma: int
+    theta_scale: float
+    v_init: float
+
+    def __call__(self, a: Tensor, lam: Tensor) -> Tensor:
+        theta = self.theta_scale * lam
+        return theta * torch.clamp(torch.floor(a / theta + self.v_init), 0, self.gamma)
+
+
+def mse_lambda(acts: Tensor, step: FirstStep) -> Tensor:
+    """acts ``[R, N]`` (a row per channel, or one row) -> λ ``[R]``: the candidate
+    λ = max_r·k/MSE_CANDIDATES (k = 1..MSE_CANDIDATES) with the least mean squared error
+    mean_n (step(a, λ) − a)² of each row (the first, smallest of equal ones)."""
+    acts = acts.to(torch.float64)
+    if acts.shape[1] > MSE_SAMPLES:
+        keep = torch.randperm(acts.shape[1], generator=torch.Generator().manual_seed(0))[:MSE_SAMPLES]
+        acts = acts[:, keep]
+    top = acts.amax(1, keepdim=True)  # [R, 1]
+    best_err = torch.full((acts.shape[0],), torch.inf, dtype=torch.float64)
+    best = top.squeeze(1).clone()
+    for k in range(1, MSE_CANDIDATES + 1):
+        lam = top * (k / MSE_CANDIDATES)
+        err = (step(acts, lam) - acts).square().mean(1)
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        best = torch.where(better, lam.squeeze(1), best)
+    return best
+
+
 class _Recorder:
     """Forward hook that keeps a module's outputs (detached, on CPU)."""
 
@@ -43,15 +86,19 @@ class _Recorder:
         self.outputs.append(output.detach().to("cpu", torch.float32))
 
 
-def _layer_lambda(name: str, acts: Tensor, p: float, channel_wise: bool) -> Tensor:
-    """acts: [N, C, ...] -> λ, a scalar or (channel_wise) ``[C, 1, ...]``, broadcastable to [B, C, ...]."""
+def _layer_lambda(
+    name: str, acts: Tensor, p: float, channel_wise: bool, mse_step: FirstStep | None
+) -> Tensor:
+    """acts: [N, C, ...] -> λ, a scalar or (channel_wise) ``[C, 1, ...]``, broadcastable to [B, C, ...]:
+    the p-th percentile, or (``mse_step`` given) the λ that ``mse_step`` quantises best."""
     if not bool(torch.isfinite(acts).all()):
         raise ConversionError(f"layer '{name}': NaN or inf in activations during calibration")
-    if channel_wise:
-        per_channel = acts.transpose(0, 1).reshape(acts.shape[1], -1)
-        lam = percentile(per_channel, p, dim=1).view(-1, *([1] * (acts.dim() - 2)))
+    rows = acts.transpose(0, 1).reshape(acts.shape[1], -1) if channel_wise else acts.reshape(1, -1)
+    if mse_step is not None:
+        lam = mse_lambda(rows, mse_step)
     else:
-        lam = percentile(acts, p)
+        lam = percentile(rows, p, dim=1)
+    lam = lam.view(-1, *([1] * (acts.dim() - 2))) if channel_wise else lam.reshape(())
     lam = lam.to(torch.get_default_dtype())
     if bool((lam <= 0).any()):
         warnings.warn(
@@ -72,8 +119,11 @@ def calibrate(
     p: float = 99.9,
     channel_wise: bool = False,
     calib_batches: int = 1,
+    mse_step: FirstStep | None = None,
 ) -> dict[str, Tensor]:
-    """λ per layer: the p-th percentile of each named module's outputs, zeros included.
+    """λ per layer: the p-th percentile of each named module's outputs, zeros included; with
+    ``mse_step``, instead the λ whose first burst step ``mse_step`` quantises them with the
+    least mean squared error (see ``mse_lambda``).
 
     Runs the first ``calib_batches`` batches of ``calib_loader`` (an iterable of
     ``(inputs, targets)``; bare input tensors also work) through ``model`` in eval
@@ -97,6 +147,6 @@ def calibrate(
     if seen == 0:
         raise ValueError("calib_loader yielded no batches")
     return {
-        name: _layer_lambda(name, torch.cat(rec.outputs), p, channel_wise)
+        name: _layer_lambda(name, torch.cat(rec.outputs), p, channel_wise, mse_step)
         for name, rec in recorders.items()
     }

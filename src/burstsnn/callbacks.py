@@ -27,6 +27,7 @@ class ConversionSettings:
     theta_scale: float  # θ_l = theta_scale · λ_l
     channel_wise: bool
     calib_batches: int
+    lambda_rule: str
     T: int
     chunk: int | None = None
 
@@ -57,7 +58,7 @@ class ConversionCallback(pl.Callback):
         snn = convert(  # on ann's device; ann is not modified
             ann, data.calib_dataloader(), p=s.p, gamma=s.gamma, pooling=s.pooling,
             reset=s.reset, v_init=s.v_init, theta_scale=s.theta_scale,
-            channel_wise=s.channel_wise, calib_batches=s.calib_batches,
+            channel_wise=s.channel_wise, calib_batches=s.calib_batches, lambda_rule=s.lambda_rule,
         )
         calibration_s = time.perf_counter() - started
         image_shape = (data.in_channels, data.image_size, data.image_size)  # as every image comes out

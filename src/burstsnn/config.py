@@ -15,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from burstsnn.calibrate import LAMBDA_RULES
 from burstsnn.convert import POOLINGS
 from burstsnn.data import SPECS
 from burstsnn.errors import ConfigError
@@ -27,6 +28,7 @@ INVERSE_GAMMA = "1/gamma"
 # The allowed choices come from the modules that implement them (one list each).
 Pooling = Enum("Pooling", {name: name for name in POOLINGS})
 Reset = Enum("Reset", {name: name for name in RESETS})
+LambdaRule = Enum("LambdaRule", {name: name for name in LAMBDA_RULES})
 
 
 def _require(ok: bool, key: str, value: object, allowed: str) -> None:
@@ -168,6 +170,7 @@ class JobConfig:
     v_init: float = 0.0
     theta_scale: Any = INVERSE_GAMMA
     channel_wise: bool = False
+    lambda_rule: LambdaRule = LambdaRule.percentile
     calib_batches: int = 1
     chunk: Optional[int] = None
     cache_dir: str = "outputs/ann_cache"

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from burstsnn.calibrate import calibrate
+from burstsnn.calibrate import LAMBDA_RULES, FirstStep, calibrate
 from burstsnn.errors import ConversionError
 from burstsnn.snn.network import MultiStep, SpikingNetwork
 from burstsnn.snn.neurons import RESETS, BurstNeuron
@@ -169,7 +169,7 @@ def _spiking_pool(pool: nn.MaxPool2d, kind: str) -> nn.Module:
     return MultiStep((LIPool if kind == "lipool" else SpikeMaxPool)(*args))
 
 
-def _check_args(p, gamma, pooling, reset, v_init, theta_scale, calib_batches) -> None:
+def _check_args(p, gamma, pooling, reset, v_init, theta_scale, calib_batches, lambda_rule) -> None:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 100:
         raise ValueError(f"p must be a number in (0, 100], got {p!r}")
     if isinstance(gamma, bool) or not isinstance(gamma, int) or gamma < 1:
@@ -184,6 +184,8 @@ def _check_args(p, gamma, pooling, reset, v_init, theta_scale, calib_batches) ->
         raise ValueError(f"theta_scale must be a positive number, got {theta_scale!r}")
     if isinstance(calib_batches, bool) or not isinstance(calib_batches, int) or calib_batches < 1:
         raise ValueError(f"calib_batches must be an int >= 1, got {calib_batches!r}")
+    if lambda_rule not in LAMBDA_RULES:
+        raise ValueError(f"lambda_rule must be one of {LAMBDA_RULES}, got {lambda_rule!r}")
 
 
 def _check_finite(ann: nn.Module) -> None:
@@ -206,6 +208,7 @@ def convert(
     theta_scale: float = 1.0,
     channel_wise: bool = False,
     calib_batches: int = 1,
+    lambda_rule: str = "percentile",
 ) -> SpikingNetwork:
     """Convert ``ann`` (not modified) into a ``SpikingNetwork``.
 
@@ -214,14 +217,18 @@ def convert(
     then swaps each ReLU call site for ``BurstNeuron(θ_l = theta_scale·λ_l, gamma,
     reset, v_init)`` and each MaxPool2d for LIPool / SpikeMaxPool / AvgPool2d
     (``pooling`` = "lipool" / "spikemax" / "avg").  theta_scale = 1 is the method
-    as written; 1/Γ reproduces the paper's released code.  Unsupported layers and
-    NaN/inf weights or activations -> ConversionError naming the layer.
+    as written; 1/Γ reproduces the paper's released code.  ``lambda_rule="mse"`` sets
+    λ_l instead to the value whose first burst step, θ·clamp(⌊a/θ + v_init⌋, 0, Γ), is
+    closest to the layer's outputs a in mean squared error (p is then unused).
+    Unsupported layers and NaN/inf weights or activations -> ConversionError naming the layer.
     """
-    _check_args(p, gamma, pooling, reset, v_init, theta_scale, calib_batches)
+    _check_args(p, gamma, pooling, reset, v_init, theta_scale, calib_batches, lambda_rule)
     _check_finite(ann)
     gm = fold_bn(ann)
     relus, pools = _prepare(gm)
-    lambdas = calibrate(gm, calib_loader, relus, p=p, channel_wise=channel_wise, calib_batches=calib_batches)
+    mse_step = FirstStep(gamma, theta_scale, v_init) if lambda_rule == "mse" else None
+    lambdas = calibrate(gm, calib_loader, relus, p=p, channel_wise=channel_wise,
+                        calib_batches=calib_batches, mse_step=mse_step)
     neurons = {}
     for name in relus:
         neurons[name] = BurstNeuron(theta_scale * lambdas[name], gamma=gamma, reset=reset, v_init=v_init)

@@ -103,7 +103,9 @@ def conversion_settings(cfg: DictConfig) -> ConversionSettings:
     return ConversionSettings(
         p=float(cfg.p), gamma=cfg.gamma, pooling=cfg.pooling, reset=cfg.reset,
         v_init=float(cfg.v_init), theta_scale=theta_scale_value(cfg.theta_scale, cfg.gamma),
-        channel_wise=cfg.channel_wise, calib_batches=cfg.calib_batches, T=cfg.T, chunk=cfg.chunk,
+        channel_wise=cfg.channel_wise, calib_batches=cfg.calib_batches,
+        lambda_rule=cfg.lambda_rule,
+        T=cfg.T, chunk=cfg.chunk,
     )
 
 
