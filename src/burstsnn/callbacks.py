@@ -27,9 +27,9 @@ class ConversionSettings:
     theta_scale: float  # θ_l = theta_scale · λ_l
     channel_wise: bool
     calib_batches: int
-    lambda_rule: str
     T: int
     chunk: int | None = None
+    lambda_rule: str = "percentile"  # or "mse" (see burstsnn.convert.convert)
 
 
 class ConversionCallback(pl.Callback):
