@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
 from burstsnn.convert import convert
@@ -107,6 +108,51 @@ def test_acs_are_per_image_over_all_steps():
     assert acs(spiking([nn.Conv2d(1, 2, 2)]), x, T=2) == {"1": pytest.approx(22 * 2 / 2)}
     # Image 1, per step: 6 spikes, each reaching 5 outputs.
     assert acs(spiking([nn.Flatten(), nn.Linear(9, 5)]), x, T=2) == {"2": pytest.approx(6 * 5 * 2 / 2)}
+
+
+class FunctionalAvgPool(nn.Module):
+    def forward(self, x):
+        return F.avg_pool2d(x, 2, 1)
+
+
+@pytest.mark.parametrize(
+    ("layers", "expected"),
+    [
+        # 2×2 windows, stride 1 (overlapping): corner burst 3 in 1 window, edge 2 in 2, centre 1
+        # in 4 -> the four pooled positions receive 6, 3, 1, 1 = 11 spikes; each reaches 5 outputs.
+        ([nn.AvgPool2d(2, stride=1), nn.Flatten(), nn.Linear(4, 5)], 11 * 5),
+        ([FunctionalAvgPool(), nn.Flatten(), nn.Linear(4, 5)], 11 * 5),
+        ([nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4, 5)], 11 * 5),  # windows [0, 2), [1, 3)
+        # the 2×2 pooled map into a 2×2 conv: each pooled position reaches 1 output × 2 channels.
+        ([nn.AvgPool2d(2, stride=1), nn.Conv2d(1, 2, 2)], 11 * 2),
+        # stride 2, padding 1: the windows tile the image, each spike reaches one pooled position.
+        ([nn.AvgPool2d(2, stride=2, padding=1), nn.Flatten(), nn.Linear(4, 5)], 6 * 5),
+        ([nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, 4)], 6 * 4),
+    ],
+)
+def test_acs_behind_an_average_pool_count_every_spike_the_pool_passes_on(layers, expected):
+    # The pooled mean would give 11/4·5, 11/4·2, 6/4·5 and 6/9·4: ACs of spikes never sent.
+    assert list(acs(spiking(layers), pattern(), T=1).values()) == [pytest.approx(expected)]
+
+
+def test_acs_are_exact_counts_whatever_the_batches():
+    """Summed over any split of the images (as over DDP shards) the ACs are the same integers."""
+    ann = tiny_ann()
+    x = torch.rand(7, 2, 6, 6)
+    snn = convert(ann, [(x, torch.zeros(7))], gamma=3, theta_scale=0.3)
+
+    def total_acs(batches: list[torch.Tensor]) -> torch.Tensor:
+        ops = SynapticOps(synaptic_layers(snn))
+        with ops.hooks(snn):
+            for batch in batches:
+                snn(batch, 6)
+                ops.update(batch.shape[0])
+        return ops.acs
+
+    whole = total_acs([x])
+    assert torch.all(whole > 0) and torch.equal(whole, whole.round())
+    assert torch.equal(total_acs([x[:3], x[3:]]), whole)
+    assert torch.equal(total_acs([x[0::2], x[1::2]]), whole)
 
 
 def test_linear_acs_match_spike_probes_with_channel_wise_theta():
