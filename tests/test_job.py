@@ -31,7 +31,8 @@ def test_job_trains_once_then_reuses_the_ann(job_config, tmp_path: Path, monkeyp
 
     monkeypatch.setattr(ConversionCallback, "on_fit_end", spy_on_fit_end)
     monkeypatch.setattr(ConversionCallback, "run", spy_run)
-    first = run_job(job_config(), JobContext(tmp_path / "job1"))
+    # With progress bars: the SNN test's Trainer runs inside the training Trainer's fit.
+    first = run_job(job_config("trainer.enable_progress_bar=true"), JobContext(tmp_path / "job1"))
     assert first["ann"]["trained"] is True
     assert calls == [("on_fit_end", "fit"), "run"]
     calls.clear()

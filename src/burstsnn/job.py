@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_only
@@ -45,9 +47,16 @@ class JobContext:
         return ",".join(self.overrides) or "default"
 
 
-def make_trainer(cfg: DictConfig, logger: Logger | None, **overrides: Any) -> pl.Trainer:
-    """A Lightning Trainer from the `trainer` config (hardware) plus job-specific arguments."""
+def make_trainer(
+    cfg: DictConfig, logger: Logger | None, callbacks: Sequence[pl.Callback] = (), **overrides: Any
+) -> pl.Trainer:
+    """A Lightning Trainer from the `trainer` config (hardware) plus job-specific arguments.
+
+    Progress bars are tqdm's: the SNN test runs in a Trainer inside the training Trainer's
+    `fit`, and Lightning's default Rich bars cannot nest (the outer one fails at teardown).
+    """
     hardware = cfg.trainer
+    progress_bar = [TQDMProgressBar()] if hardware.enable_progress_bar else []
     return pl.Trainer(
         accelerator=hardware.accelerator,
         devices=hardware.devices,
@@ -57,6 +66,7 @@ def make_trainer(cfg: DictConfig, logger: Logger | None, **overrides: Any) -> pl
         enable_checkpointing=False,
         enable_model_summary=False,
         logger=logger if logger is not None else False,
+        callbacks=[*progress_bar, *callbacks],
         **overrides,
     )
 
