@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -57,6 +58,16 @@ def test_ddp_inside_a_local_sweep_is_refused_before_any_work(job_config, tmp_pat
     with pytest.raises(ConfigError, match="local sweep.*tasks_per_node"):
         run_job(job_config("trainer=ddp_cpu"), JobContext(tmp_path / "job", group="sweep"))
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_job_reuses_the_cpu_trained_ann(job_config, tmp_path: Path) -> None:
+    """trainer=gpu is hardware only: same cache key; the SNN on the GPU within 2 images of the CPU's."""
+    cpu = run_job(job_config(), JobContext(tmp_path / "cpu"))
+    gpu = run_job(job_config("trainer=gpu"), JobContext(tmp_path / "gpu"))
+    assert cpu["ann"]["trained"] is True and gpu["ann"]["trained"] is False
+    assert len(gpu["snn"]["acc_over_t"]) == len(cpu["snn"]["acc_over_t"])
+    assert abs(gpu["snn"]["acc_at_T"] - cpu["snn"]["acc_at_T"]) <= 2 / 64 + 1e-9
 
 
 @pytest.mark.slow
