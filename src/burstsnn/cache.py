@@ -125,7 +125,9 @@ class AnnCache:
         DDP ranks ≥ 1 (`rank_zero=False`) never take the lock, which their rank 0 holds
         while it trains, and never store: Lightning starts them at rank 0's first Trainer
         call, after rank 0 chose under the lock; they find the same entry (load it) or none
-        (call `train` too, which joins rank 0's `fit`).
+        (call `train` too, which joins rank 0's `fit`). Where a cluster starts every rank at
+        once (Slurm), they look before rank 0 has chosen: right unless another job stores
+        this key meanwhile (README, "Running on more machines").
         """
         if not rank_zero:
             meta = self.load(key, model)
