@@ -75,10 +75,15 @@ def test_ddp_cpu_run_from_an_empty_cache_matches_one_process(tiny_idx_root: Path
     """trainer=ddp_cpu (2 processes, gloo) from an empty cache: no deadlock, the ANN trained
     once, one results.json and one W&B run; its metrics equal one process on that ANN."""
     common = [*tiny_overrides(tiny_idx_root, tmp_path / "cache"), *TEST_OVERRIDES]
-    ddp_dir, single_dir = tmp_path / "ddp", tmp_path / "single"
-    run_py(*common, "trainer=ddp_cpu", "logger=wandb", f"hydra.run.dir={ddp_dir}",
+    # A run dir stamped to the microsecond, like the default one: rank 1 starts later, yet
+    # must write into rank 0's dir.
+    run_py(*common, "trainer=ddp_cpu", "logger=wandb", f"hydra.run.dir={tmp_path}/ddp/${{now:%H-%M-%S-%f}}",
            env={**ENV, "WANDB_MODE": "offline"})
+    single_dir = tmp_path / "single"
     run_py(*common, f"hydra.run.dir={single_dir}")
+
+    ddp_dir, = (tmp_path / "ddp").iterdir()
+    assert (ddp_dir / "train_ddp_process_1.log").exists()  # rank 1's Hydra log, same dir
 
     ddp = json.loads((ddp_dir / "results.json").read_text())
     single = json.loads((single_dir / "results.json").read_text())
