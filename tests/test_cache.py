@@ -2,6 +2,8 @@
 
 import json
 import multiprocessing
+import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -9,10 +11,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
+import burstsnn
+from burstsnn import cache as cache_module
 from burstsnn.atomic import write_json_atomic
-from burstsnn.cache import AnnCache, ann_key
+from burstsnn.cache import ANN_SOURCES, AnnCache, ann_key, source_digest
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
+PACKAGE = Path(burstsnn.__file__).parent
 
 
 def key_for(*overrides: str) -> str:
@@ -38,6 +43,29 @@ def test_conversion_and_hardware_settings_reuse_the_ann(override: str) -> None:
 )
 def test_ann_settings_change_the_key(override: str) -> None:
     assert key_for(override) != key_for()
+
+
+@pytest.mark.parametrize("edited", ["models/vgg.py", "models/resnet.py", "ann.py", "data.py", "datasets.py"])
+def test_editing_the_model_or_training_source_changes_the_digest(tmp_path: Path, edited: str) -> None:
+    for pattern in ANN_SOURCES:
+        for path in PACKAGE.glob(pattern):
+            target = tmp_path / path.relative_to(PACKAGE)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+    assert source_digest(tmp_path) == source_digest()
+    with (tmp_path / edited).open("a") as handle:
+        handle.write("# an edit\n")
+    assert source_digest(tmp_path) != source_digest()
+
+
+def test_other_code_or_another_version_gets_another_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries trained by other code sit under other keys: never loaded."""
+    before = key_for()
+    version = cache_module.code_version()
+    monkeypatch.setattr(cache_module, "code_version", lambda: {**version, "source_sha256": "edited"})
+    assert key_for() != before
+    monkeypatch.setattr(cache_module, "code_version", lambda: {**version, "version": "0.0.0"})
+    assert key_for() != before
 
 
 def tiny() -> nn.Module:
@@ -122,3 +150,38 @@ def test_parallel_jobs_train_once(tmp_path: Path) -> None:
         job.join(timeout=120)
     assert all(job.exitcode == 0 for job in jobs)
     assert counter.read_text().count("trained") == 1
+
+
+def _hold_lock(root: str, held, release) -> None:
+    with AnnCache(root).lock("k"):
+        held.set()
+        release.wait(60)
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_ddp_rank_above_zero_never_waits_for_the_lock(tmp_path: Path, cached: bool) -> None:
+    """While rank 0 holds the lock (it trains inside it, in DDP with the other ranks), a rank
+    ≥ 1 goes on without the lock: it trains along when there is no entry, else loads it."""
+    cache, calls = AnnCache(tmp_path), []
+    if cached:
+        cache.save("k", tiny(), {"val_acc": 0.5})
+    context = multiprocessing.get_context("spawn")
+    held, release = context.Event(), context.Event()
+    rank0 = context.Process(target=_hold_lock, args=(str(tmp_path), held, release))
+    rank0.start()
+    try:
+        assert held.wait(60)
+        outcome = []
+        rank1 = threading.Thread(
+            target=lambda: outcome.append(cache.load_or_train("k", tiny(), train_marker(calls), rank_zero=False))
+        )
+        rank1.start()
+        rank1.join(timeout=30)
+        assert not rank1.is_alive(), "rank 1 waited for the lock rank 0 holds"
+        (meta, trained), = outcome
+        assert trained is not cached and calls == ([] if cached else [1])
+        assert (meta["val_acc"], "sha256" in meta) == ((0.5, True) if cached else (0.9, False))
+    finally:
+        release.set()
+        rank0.join(60)
+    assert (tmp_path / "k" / "meta.json").exists() is cached  # ranks ≥ 1 never store

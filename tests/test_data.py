@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -95,6 +96,22 @@ def test_limits_and_no_validation(tmp_path: Path) -> None:
     assert dm.val_dataloader() == []
     with pytest.raises(ValueError, match="val_size"):
         module("fashion_mnist", tmp_path, val_size=16, limit_train_samples=16)
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_test_set_shards_hold_every_image_once(tmp_path: Path, world_size: int) -> None:
+    """Under DDP each rank reads its shard of the test set: no image left out or repeated
+    (Lightning's default sampler pads the last shard with repeats)."""
+    make_idx_dataset(tmp_path, n_train=50, n_test=20)
+    dm = module("fashion_mnist", tmp_path, val_size=0, limit_test_samples=7)
+    shards = []
+    for rank in range(world_size):
+        dm.trainer = SimpleNamespace(world_size=world_size, global_rank=rank)
+        shards.append([int(i) for i in dm.test_dataloader().sampler])
+    assert sorted(sum(shards, [])) == list(range(7))
+    assert max(map(len, shards)) - min(map(len, shards)) == 1
+    dm.trainer = None
+    assert list(dm.test_dataloader().sampler) == list(range(7))  # one process: the whole set
 
 
 def test_eval_deterministic_train_augmented(tmp_path: Path) -> None:

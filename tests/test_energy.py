@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
 from burstsnn.convert import convert
@@ -137,6 +138,51 @@ def test_energy_over_t_by_hand():
     assert over_t[-1] == pytest.approx(energy_report(macs, {"b": 20.0, "c": 5.0}, T=2, first_layers=["a"])["energy_ratio"])
     with pytest.raises(ValueError, match="expected T=3"):
         energy_over_t(macs, {"b": [5.0, 15.0], "c": [0.0, 5.0]}, T=3, first_layers=["a"])
+
+
+class FunctionalAvgPool(nn.Module):
+    def forward(self, x):
+        return F.avg_pool2d(x, 2, 1)
+
+
+@pytest.mark.parametrize(
+    ("layers", "expected"),
+    [
+        # 2×2 windows, stride 1 (overlapping): corner burst 3 in 1 window, edge 2 in 2, centre 1
+        # in 4 -> the four pooled positions receive 6, 3, 1, 1 = 11 spikes; each reaches 5 outputs.
+        ([nn.AvgPool2d(2, stride=1), nn.Flatten(), nn.Linear(4, 5)], 11 * 5),
+        ([FunctionalAvgPool(), nn.Flatten(), nn.Linear(4, 5)], 11 * 5),
+        ([nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4, 5)], 11 * 5),  # windows [0, 2), [1, 3)
+        # the 2×2 pooled map into a 2×2 conv: each pooled position reaches 1 output × 2 channels.
+        ([nn.AvgPool2d(2, stride=1), nn.Conv2d(1, 2, 2)], 11 * 2),
+        # stride 2, padding 1: the windows tile the image, each spike reaches one pooled position.
+        ([nn.AvgPool2d(2, stride=2, padding=1), nn.Flatten(), nn.Linear(4, 5)], 6 * 5),
+        ([nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, 4)], 6 * 4),
+    ],
+)
+def test_acs_behind_an_average_pool_count_every_spike_the_pool_passes_on(layers, expected):
+    # The pooled mean would give 11/4·5, 11/4·2, 6/4·5 and 6/9·4: ACs of spikes never sent.
+    assert list(acs(spiking(layers), pattern(), T=1).values()) == [pytest.approx(expected)]
+
+
+def test_acs_are_exact_counts_whatever_the_batches():
+    """Summed over any split of the images (as over DDP shards) the ACs are the same integers."""
+    ann = tiny_ann()
+    x = torch.rand(7, 2, 6, 6)
+    snn = convert(ann, [(x, torch.zeros(7))], gamma=3, theta_scale=0.3)
+
+    def total_acs(batches: list[torch.Tensor]) -> torch.Tensor:
+        ops = SynapticOps(synaptic_layers(snn), 6)
+        with ops.hooks(snn):
+            for batch in batches:
+                snn(batch, 6)
+                ops.update(batch.shape[0])
+        return ops.acs
+
+    whole = total_acs([x])
+    assert torch.all(whole > 0) and torch.equal(whole, whole.round())
+    assert torch.equal(total_acs([x[:3], x[3:]]), whole)
+    assert torch.equal(total_acs([x[0::2], x[1::2]]), whole)
 
 
 def test_linear_acs_match_spike_probes_with_channel_wise_theta():

@@ -10,15 +10,35 @@ from pathlib import Path
 
 import pytest
 
+from burstsnn.callbacks import ConversionCallback
 from burstsnn.job import JobContext, run_job
 from conftest import REPO, tiny_overrides
 
 
-def test_job_trains_once_then_reuses_the_ann(job_config, tmp_path: Path) -> None:
-    first = run_job(job_config(), JobContext(tmp_path / "job1"))
+def test_job_trains_once_then_reuses_the_ann(job_config, tmp_path: Path, monkeypatch) -> None:
+    """A trained ANN is converted by the ConversionCallback inside `fit`; a cached one by the
+    same callback's `run`."""
+    calls = []
+    on_fit_end, run = ConversionCallback.on_fit_end, ConversionCallback.run
+
+    def spy_on_fit_end(self, trainer, pl_module):
+        calls.append(("on_fit_end", trainer.state.fn))
+        on_fit_end(self, trainer, pl_module)
+
+    def spy_run(self, ann, data):
+        calls.append("run")
+        return run(self, ann, data)
+
+    monkeypatch.setattr(ConversionCallback, "on_fit_end", spy_on_fit_end)
+    monkeypatch.setattr(ConversionCallback, "run", spy_run)
+    # With progress bars: the SNN test's Trainer runs inside the training Trainer's fit.
+    first = run_job(job_config("trainer.enable_progress_bar=true"), JobContext(tmp_path / "job1"))
     assert first["ann"]["trained"] is True
+    assert calls == [("on_fit_end", "fit"), "run"]
+    calls.clear()
     second = run_job(job_config("gamma=2", "T=8", "p=99"), JobContext(tmp_path / "job2"))
     assert second["ann"]["trained"] is False
+    assert calls == ["run"] and len(second["snn"]["acc_over_t"]) == 8
     assert second["ann"]["key"] == first["ann"]["key"]
     assert second["ann"]["test_acc"] == first["ann"]["test_acc"]
     retrained = run_job(job_config("seed=1"), JobContext(tmp_path / "job3"))

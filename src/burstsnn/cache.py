@@ -1,4 +1,4 @@
-"""Content-addressed ANN checkpoints: a key from the config, a file lock, atomic writes.
+"""Content-addressed ANN checkpoints: a key from the config and the code, a file lock, atomic writes.
 
 An entry is `<root>/<key>/model.pt` (a plain state_dict) and `<root>/<key>/meta.json`
 (the config that determined the ANN, its accuracy and the checkpoint's SHA-256). The meta
@@ -12,6 +12,7 @@ import json
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+import burstsnn
 from burstsnn.atomic import sha256_of, write_atomic, write_json_atomic
 
 # Data settings that do not change the trained ANN (where the files are, how fast they load,
@@ -27,18 +29,39 @@ from burstsnn.atomic import sha256_of, write_atomic, write_json_atomic
 DATA_KEYS_NOT_IN_KEY = frozenset(
     {"root", "download", "num_workers", "eval_batch_size", "limit_test_samples"}
 )
+# The package's source files that determine the trained ANN: the networks, the training
+# module and the data pipeline (relative to the package folder).
+ANN_SOURCES = ("models/*.py", "ann.py", "data.py", "datasets.py")
 CHECKPOINT = "model.pt"
 META = "meta.json"
 
 
+def source_digest(package_dir: Path = Path(burstsnn.__file__).parent) -> str:
+    """Hex SHA-256 over the `ANN_SOURCES` files under `package_dir` (names and contents)."""
+    digest = hashlib.sha256()
+    for pattern in ANN_SOURCES:
+        for path in sorted(package_dir.glob(pattern)):
+            digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+@cache
+def code_version() -> dict[str, str]:
+    """What the code does to an ANN: the package version and the digest of its ANN sources."""
+    return {"version": burstsnn.__version__, "source_sha256": source_digest()}
+
+
 def ann_identity(cfg: DictConfig) -> dict[str, Any]:
-    """The part of the job config that determines the trained ANN (and nothing else)."""
+    """What determines the trained ANN (and nothing else): the data, model, training and seed
+    settings of the job config, and the code that builds and trains the ANN."""
     data = OmegaConf.to_container(cfg.data, resolve=True)
     return {
         "data": {k: v for k, v in data.items() if k not in DATA_KEYS_NOT_IN_KEY},
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "train": OmegaConf.to_container(cfg.train, resolve=True),
         "seed": cfg.seed,
+        "code": code_version(),
     }
 
 
@@ -91,13 +114,24 @@ class AnnCache:
         return stored
 
     def load_or_train(
-        self, key: str, model: nn.Module, train: Callable[[nn.Module], dict[str, Any]]
+        self, key: str, model: nn.Module, train: Callable[[nn.Module], dict[str, Any]],
+        rank_zero: bool = True,
     ) -> tuple[dict[str, Any], bool]:
         """Fill `model` from the cache, or train it with `train(model) -> meta` and store it.
 
         Parallel callers with the same key train once: the others wait on the lock and load.
         Returns (meta, trained).
+
+        DDP ranks ≥ 1 (`rank_zero=False`) never take the lock, which their rank 0 holds
+        while it trains, and never store: Lightning starts them at rank 0's first Trainer
+        call, after rank 0 chose under the lock; they find the same entry (load it) or none
+        (call `train` too, which joins rank 0's `fit`). Where a cluster starts every rank at
+        once (Slurm), they look before rank 0 has chosen: right unless another job stores
+        this key meanwhile (README, "Running on more machines").
         """
+        if not rank_zero:
+            meta = self.load(key, model)
+            return (meta, False) if meta is not None else (train(model), True)
         with self.lock(key):
             meta = self.load(key, model)
             if meta is not None:

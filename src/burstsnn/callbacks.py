@@ -35,10 +35,13 @@ class ConversionSettings:
 class ConversionCallback(pl.Callback):
     """Converts the ANN after `fit` and evaluates the SNN on the test set (logging is the job's).
 
-    `run(ann, data)` does the work and is also what a job calls when its ANN came from the
-    cache (no fit happened). The SNN is evaluated by a fresh Trainer from `make_trainer`
-    (same hardware and loggers as the job), whose test_step simulates T steps. `results`
-    then holds the SNN metrics, conversion settings and wall times.
+    As a callback of the training Trainer it runs at `on_fit_end`, on every rank, with rank
+    0's trained weights (DDP ranks end a fit with slightly different BN statistics, so every
+    rank converts the same copy). `run(ann, data)` does the work and is also what a job calls
+    when its ANN came from the cache (no fit happened). The SNN is evaluated by a fresh
+    Trainer from `make_trainer` (same hardware and loggers as the job), whose test_step
+    simulates T steps on the data module's test loader (every test image once, also under
+    DDP). `results` then holds the SNN metrics, conversion settings and wall times.
     """
 
     def __init__(
@@ -48,8 +51,16 @@ class ConversionCallback(pl.Callback):
         self.make_trainer = make_trainer
         self.results: dict[str, Any] = {}
 
+    @property
+    def seconds(self) -> float:
+        """Wall time of the last conversion (calibration + simulation); 0 before any."""
+        return sum(self.results.get("timings", {}).values())
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.run(pl_module.model, trainer.datamodule)
+        ann = pl_module.model
+        state = {name: tensor.cpu() for name, tensor in ann.state_dict().items()}
+        ann.load_state_dict(trainer.strategy.broadcast(state, src=0))
+        self.run(ann, trainer.datamodule)
 
     def run(self, ann: nn.Module, data: ImageDataModule) -> dict[str, Any]:
         """Calibrate on training batches, convert, simulate the test set; returns the results."""
@@ -65,7 +76,7 @@ class ConversionCallback(pl.Callback):
         evaluator = SNNEvaluator(snn, s.T, image_shape, s.chunk)
         trainer = self.make_trainer()
         started = time.perf_counter()
-        trainer.test(evaluator, dataloaders=data.test_dataloader(), verbose=False)
+        trainer.test(evaluator, datamodule=data, verbose=False)
         simulation_s = time.perf_counter() - started
         self.results = {
             **evaluator.results,

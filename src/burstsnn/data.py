@@ -13,7 +13,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 from torchvision import datasets as tvd
 from torchvision.transforms import v2
 
@@ -271,7 +272,10 @@ class ImageDataModule(pl.LightningDataModule):
         self.test_set = _Transformed(test_base, torch.arange(n_test), test_tf)
 
     # -- loaders -----------------------------------------------------------------
-    def _loader(self, ds: Dataset | None, batch_size: int, shuffle: bool, seed: int | None = None) -> DataLoader:
+    def _loader(
+        self, ds: Dataset | None, batch_size: int, shuffle: bool, seed: int | None = None,
+        sampler: Sampler | None = None,
+    ) -> DataLoader:
         if ds is None:
             raise RuntimeError("call setup() before asking for a data loader")
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -279,6 +283,7 @@ class ImageDataModule(pl.LightningDataModule):
             ds,
             batch_size=batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             generator=gen,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -295,8 +300,20 @@ class ImageDataModule(pl.LightningDataModule):
         return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        """Official test set with the eval transform."""
-        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+        """Official test set with the eval transform.
+
+        Under a distributed Trainer (``self.trainer.world_size`` > 1) rank r reads images
+        r, r + W, r + 2W, ... (W = world size): every image exactly once, shards differing
+        by at most one image. Lightning's default sampler would pad the last shard with
+        repeated images, so metrics summed over ranks would not be those of the test set.
+        """
+        trainer = self.trainer
+        sampler = None
+        if trainer is not None and trainer.world_size > 1:
+            sampler = UnrepeatedDistributedSampler(
+                self.test_set, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
+        return self._loader(self.test_set, self.eval_batch_size, shuffle=False, sampler=sampler)
 
     def calib_dataloader(self) -> DataLoader:
         """Training split with the eval transform, shuffled in the same fixed order

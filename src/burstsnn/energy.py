@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
+from torch.nn.modules.utils import _pair
 from torchmetrics import Metric
 
 from burstsnn.snn.network import MultiStep, SpikingNetwork
@@ -33,20 +34,27 @@ _PASS_MODULES = (
 )
 _PASS_FUNCTIONS = (torch.flatten, F.avg_pool2d, F.adaptive_avg_pool2d, F.dropout, F.dropout1d, F.dropout2d)
 _PASS_METHODS = ("view", "reshape", "flatten", "contiguous")
+# Pass-through pools that average their window: a spike reaches every pooled position whose
+# window holds it.
+_AVG_POOL_MODULES = (nn.AvgPool2d, nn.AdaptiveAvgPool2d)
+_AVG_POOL_FUNCTIONS = {F.avg_pool2d: nn.AvgPool2d, F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d}
 
 
 @dataclass
 class SynapticLayer:
     """A Conv/Linear layer of a converted network.
 
-    ``input_unit``: θ of the neuron whose spikes it receives (input value / θ =
-    spike count; 0-d or per channel ``[C, 1, ...]``), or None for a layer fed by
-    the analog input.
+    ``input_unit``: θ of the neuron whose spikes it receives (value / θ = spike count;
+    0-d or per channel ``[C, 1, ...]``), or None for a layer fed by the analog input.
+    ``source``: the spiking module (neuron or spiking pool) whose output spikes reach it;
+    ``avg_pools``: the average pools on the way, in forward order.
     """
 
     name: str
     module: nn.Module
     input_unit: Tensor | None
+    source: str | None = None
+    avg_pools: tuple[nn.Module, ...] = ()
 
 
 def _describe(gm: fx.GraphModule, node: fx.Node) -> str:
@@ -68,17 +76,34 @@ def _passes_spikes(node: fx.Node, module: nn.Module | None) -> bool:
     return node.op == "call_method" and node.target in _PASS_METHODS
 
 
-def _input_unit(gm: fx.GraphModule, node: fx.Node) -> Tensor | None:
-    """θ of the neuron whose spikes reach synaptic layer ``node``; None for the graph input."""
+def _avg_pool(node: fx.Node, module: nn.Module | None) -> nn.Module | None:
+    """The average pool that ``node`` applies (a functional one as its module), else None."""
+    if isinstance(module, _AVG_POOL_MODULES):
+        return module
+    if node.op == "call_function" and node.target in _AVG_POOL_FUNCTIONS:
+        return _AVG_POOL_FUNCTIONS[node.target](*node.args[1:], **node.kwargs)
+    return None
+
+
+def _synaptic_layer(gm: fx.GraphModule, node: fx.Node) -> SynapticLayer:
+    """Synaptic layer ``node`` with the spikes that reach it: walks back from its input
+    through shape-only and pooling nodes to a neuron (or to the graph input: analog)."""
+    layer = SynapticLayer(node.target, gm.get_submodule(node.target), None)
+    avg_pools = []
     source = node.args[0]
     while isinstance(source, fx.Node):
         if source.op == "placeholder":
-            return None
+            return layer
         module = gm.get_submodule(source.target) if source.op == "call_module" else None
+        if isinstance(module, MultiStep) and layer.source is None:
+            layer.source, layer.avg_pools = source.target, tuple(reversed(avg_pools))
         if isinstance(module, MultiStep) and isinstance(module.module, BurstNeuron):
-            return module.module.threshold
+            layer.input_unit = module.module.threshold
+            return layer
         if not _passes_spikes(source, module):
             break
+        if (pool := _avg_pool(source, module)) is not None:
+            avg_pools.append(pool)
         source = source.args[0]
     found = _describe(gm, source) if isinstance(source, fx.Node) else repr(source)
     raise ValueError(
@@ -99,7 +124,7 @@ def synaptic_layers(snn: SpikingNetwork) -> list[SynapticLayer]:
         if node.target in seen:
             raise ValueError(f"layer '{node.target}' is called more than once; cannot attribute its operations")
         seen.add(node.target)
-        layers.append(SynapticLayer(node.target, gm.get_submodule(node.target), _input_unit(gm, node)))
+        layers.append(_synaptic_layer(gm, node))
     return layers
 
 
@@ -142,13 +167,22 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
     return macs
 
 
-def _spike_counts(x: Tensor, unit: Tensor) -> Tensor:
-    """x: input values ``[N, C, ...]`` (or flattened ``[N, C·...]``), unit: θ, 0-d or per
-    channel ``[C, 1, ...]`` -> spike counts, same shape as x."""
-    if unit.numel() == 1:
-        return x / unit
-    c = unit.numel()
-    return (x.reshape(x.shape[0], c, -1) / unit.reshape(1, c, 1)).reshape(x.shape)
+def _window_sums(pool: nn.Module, counts: Tensor) -> Tensor:
+    """Spikes each pooled position receives: ``counts`` ``[N, C, H, W]`` spikes per input
+    position -> ``[N, C, H', W']`` sums over each window of ``pool`` (an nn.AvgPool2d or
+    nn.AdaptiveAvgPool2d), so a spike in k windows is counted k times."""
+    if isinstance(pool, nn.AvgPool2d):
+        return F.avg_pool2d(counts, pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode,
+                            divisor_override=1)
+    size = _pair(pool.output_size)
+    size = tuple(n if m is None else m for n, m in zip(counts.shape[-2:], size))
+
+    def window_lengths(n: int, m: int) -> Tensor:  # adaptive window i: [⌊i·n/m⌋, ⌈(i+1)·n/m⌉)
+        i = torch.arange(m, dtype=counts.dtype, device=counts.device)
+        return torch.ceil((i + 1) * n / m) - torch.floor(i * n / m)
+
+    areas = torch.outer(*(window_lengths(n, m) for n, m in zip(counts.shape[-2:], size)))
+    return (F.adaptive_avg_pool2d(counts, size) * areas).round()
 
 
 def _sum_over_samples(x: Tensor) -> Tensor:
@@ -184,9 +218,11 @@ class SynapticOps(Metric):
             out = snn(x, T)
             ops.update(x.shape[0])
 
-    Inputs of a hooked layer arrive as ``[steps·B, ...]`` values s·θ; s = value / θ
-    (a burst of k spikes counts k).  Behind an average pool s is the pooled (mean)
-    count, so the layer's ACs are those of its pooled input.
+    Each hooked layer's spikes are read where they leave their spiking module (a neuron
+    or a spiking pool) as values s·θ, ``[steps·B, ...]``; s = round(value / θ) is an
+    exact count (a burst of k spikes counts k), so the ACs are exact integers whatever
+    the batches (and DDP shards). Behind an average pool the layer receives, at each
+    pooled position, every spike of the pool's window (not their mean).
     States: ``acs`` ``[L, T]`` (events per layer and step, float64) and ``samples``, both
     summed over DDP ranks.  compute() -> {layer: ACs per image at each step ``[T]``} (0-d
     when T = 1: torchmetrics squeezes single values).
@@ -201,7 +237,7 @@ class SynapticOps(Metric):
         self.layer_names = [layer.name for layer in layers if layer.input_unit is not None]
         self.add_state("acs", torch.zeros(len(self.layer_names), T, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("samples", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-        self._pending: dict[str, list[Tensor]] = {}  # layer -> its input summed over samples, per chunk
+        self._pending: dict[str, list[Tensor]] = {}  # layer -> its spike counts summed over samples, per chunk
         self._layers: dict[str, SynapticLayer] = {}
 
     @contextmanager
@@ -219,22 +255,22 @@ class SynapticOps(Metric):
                 if getattr(layer.module, "padding_mode", "zeros") != "zeros":
                     raise ValueError(f"layer '{name}': only zero padding is supported")
                 self._layers[name] = layer
-                handles.append(layer.module.register_forward_hook(self._hook(name, snn)))
+                source = snn.net.get_submodule(layer.source)
+                handles.append(source.register_forward_hook(self._hook(layer, snn)))
             yield self
         finally:
             for h in handles:
                 h.remove()
 
-    def _hook(self, name: str, snn: SpikingNetwork) -> Callable[[nn.Module, tuple, Tensor], None]:
-        # Events are linear in the input, and a layer treats every sample alike: the
-        # events of a step over all samples are those of their summed input, so each step
-        # only adds its input up over the batch (one pass) and ``update`` counts the events
-        # once per step. Chunks arrive in step order; each step's batch is summed alone, so
-        # the result does not depend on chunking.
+    def _hook(self, layer: SynapticLayer, snn: SpikingNetwork) -> Callable[[nn.Module, tuple, Tensor], None]:
+        # Events are linear in the spike counts, and a layer treats every sample alike: the
+        # events of a step over all samples are those of their summed counts, so each step
+        # only adds its counts up over the batch and ``update`` counts the events once per
+        # step. Chunks arrive in step order. Counts are integers, so the sums are exact.
         def accumulate(module: nn.Module, inputs: tuple, output: Tensor) -> None:
-            x = inputs[0]
-            per_step = _sum_over_samples(x.view(snn.steps, -1, *x.shape[1:]))  # [steps, C, ...]
-            self._pending.setdefault(name, []).append(per_step.double())
+            counts = (output / layer.input_unit).round_()  # [steps·B, ...]
+            per_step = _sum_over_samples(counts.view(snn.steps, -1, *counts.shape[1:]))  # [steps, C, ...]
+            self._pending.setdefault(layer.name, []).append(per_step.double())
 
         return accumulate
 
@@ -248,10 +284,12 @@ class SynapticOps(Metric):
             if chunks is None:
                 events = torch.zeros(self.T, dtype=torch.float64)
             else:
-                per_step = torch.cat(chunks)  # [T, C, ...]
-                if per_step.shape[0] != self.T:
-                    raise RuntimeError(f"layer '{name}' ran {per_step.shape[0]} steps, expected T={self.T}")
-                events = _events(layer.module, _spike_counts(per_step, layer.input_unit))
+                counts = torch.cat(chunks)  # [T, C, ...]
+                if counts.shape[0] != self.T:
+                    raise RuntimeError(f"layer '{name}' ran {counts.shape[0]} steps, expected T={self.T}")
+                for pool in layer.avg_pools:
+                    counts = _window_sums(pool, counts)
+                events = _events(layer.module, counts)
             acs.append(events.to(self.acs.device))
         if acs:
             self.acs += torch.stack(acs)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.loggers import Logger
+from pytorch_lightning.plugins.environments import SLURMEnvironment
+from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
 from burstsnn.ann import ANNClassifier
@@ -21,6 +26,7 @@ from burstsnn.cache import AnnCache, ann_key
 from burstsnn.callbacks import ConversionCallback, ConversionSettings
 from burstsnn.config import resolved_config, theta_scale_value, validate
 from burstsnn.data import ImageDataModule
+from burstsnn.errors import ConfigError
 from burstsnn.frontier import t_within
 from burstsnn.models import build_model
 from burstsnn.summary import print_summary
@@ -42,9 +48,16 @@ class JobContext:
         return ",".join(self.overrides) or "default"
 
 
-def make_trainer(cfg: DictConfig, logger: Logger | None, **overrides: Any) -> pl.Trainer:
-    """A Lightning Trainer from the `trainer` config (hardware) plus job-specific arguments."""
+def make_trainer(
+    cfg: DictConfig, logger: Logger | None, callbacks: Sequence[pl.Callback] = (), **overrides: Any
+) -> pl.Trainer:
+    """A Lightning Trainer from the `trainer` config (hardware) plus job-specific arguments.
+
+    Progress bars are tqdm's: the SNN test runs in a Trainer inside the training Trainer's
+    `fit`, and Lightning's default Rich bars cannot nest (the outer one fails at teardown).
+    """
     hardware = cfg.trainer
+    progress_bar = [TQDMProgressBar()] if hardware.enable_progress_bar else []
     return pl.Trainer(
         accelerator=hardware.accelerator,
         devices=hardware.devices,
@@ -54,6 +67,7 @@ def make_trainer(cfg: DictConfig, logger: Logger | None, **overrides: Any) -> pl
         enable_checkpointing=False,
         enable_model_summary=False,
         logger=logger if logger is not None else False,
+        callbacks=[*progress_bar, *callbacks],
         **overrides,
     )
 
@@ -67,35 +81,50 @@ def build_ann(cfg: DictConfig) -> nn.Module:
     )
 
 
-def train_ann(
-    cfg: DictConfig, model: nn.Module, data: ImageDataModule, logger: Logger | None
-) -> dict[str, Any]:
-    """Train `model` in place with the paper's recipe; returns the cache meta (config, accuracy)."""
+def ann_module(cfg: DictConfig, model: nn.Module) -> ANNClassifier:
+    """`model` as the LightningModule that trains and tests it with the paper's recipe."""
     recipe = cfg.train
-    module = ANNClassifier(
+    return ANNClassifier(
         model, cfg.model.num_classes, lr=recipe.lr, momentum=recipe.momentum,
         weight_decay=recipe.weight_decay, label_smoothing=recipe.label_smoothing,
     )
+
+
+def train_ann(
+    cfg: DictConfig, module: ANNClassifier, data: ImageDataModule, logger: Logger | None,
+    conversion: ConversionCallback,
+) -> dict[str, Any]:
+    """Train `module.model` in place; `conversion` converts it at the end of `fit`. Returns
+    the cache meta (config, accuracy, training time without the conversion)."""
+    recipe = cfg.train
     trainer = make_trainer(
         cfg, logger, max_epochs=recipe.epochs,
         limit_train_batches=recipe.limit_train_batches,
         limit_val_batches=recipe.limit_val_batches,
+        callbacks=[conversion],
     )
     started = time.perf_counter()
     trainer.fit(module, datamodule=data)
     val_acc = trainer.callback_metrics.get("ann/val_acc")
     return {
         "config": resolved_config(cfg),
-        "train_seconds": time.perf_counter() - started,
+        "train_seconds": time.perf_counter() - started - conversion.seconds,
         "val_acc": None if val_acc is None else float(val_acc),
     }
 
 
-def test_ann(cfg: DictConfig, model: nn.Module, data: ImageDataModule) -> float:
-    """Test-set accuracy of the ANN (fraction in [0, 1])."""
-    module = ANNClassifier(model, cfg.model.num_classes)
+def test_ann(cfg: DictConfig, module: ANNClassifier, data: ImageDataModule) -> float:
+    """Test-set accuracy of the ANN (fraction in [0, 1]; every test image once, also under DDP)."""
     result = make_trainer(cfg, None).test(module, datamodule=data, verbose=False)
     return float(result[0]["ann/test_acc"])
+
+
+def relaunches_script(cfg: DictConfig) -> bool:
+    """Whether Lightning would start the job's other DDP ranks by re-running the command line
+    (rather than a cluster such as Slurm, or torchrun, starting every rank)."""
+    hardware = cfg.trainer
+    started_outside = "LOCAL_RANK" in os.environ or SLURMEnvironment.detect()
+    return "ddp" in str(hardware.strategy) and hardware.devices != 1 and not started_outside
 
 
 def conversion_settings(cfg: DictConfig) -> ConversionSettings:
@@ -127,9 +156,21 @@ def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
     """Run one job; returns its results, also written to `context.job_dir/results.json`.
 
     With `skip_done`, a job whose results.json already holds results for the same resolved
-    config returns those without running again.
+    config returns those without running again. A trained ANN is converted by the
+    ConversionCallback inside `fit`; a cached one by the same callback's `run`.
+
+    Under DDP every rank runs this function (Lightning re-launches run.py for ranks ≥ 1 at
+    rank 0's first Trainer call); only rank 0 trains into the cache, logs, prints and writes
+    results.json.
     """
     validate(cfg)
+    if context.group is not None and relaunches_script(cfg):
+        raise ConfigError(
+            f"trainer.strategy={cfg.trainer.strategy} with trainer.devices={cfg.trainer.devices} "
+            "cannot run inside a local sweep (-m): Lightning would re-run the sweep's command "
+            "for each rank; run single jobs, or sweep on Slurm (hydra/launcher=slurm with "
+            "hydra.launcher.tasks_per_node equal to the devices per node)"
+        )
     results_path = context.job_dir / "results.json"
     if cfg.skip_done and (done := finished_results(cfg, results_path)) is not None:
         log.info("skip_done: %s already holds this job's results; skipping it", results_path)
@@ -138,20 +179,26 @@ def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
     if cfg.trainer.num_threads is not None:
         torch.set_num_threads(cfg.trainer.num_threads)
     pl.seed_everything(cfg.seed, workers=True)
+    rank_zero = rank_zero_only.rank == 0
     data = ImageDataModule(**cfg.data)
     data.setup()
-    logger = build_logger(cfg, context.job_dir, context.name, context.group)
+    logger = build_logger(cfg, context.job_dir, context.name, context.group) if rank_zero else None
     try:
         cache = AnnCache(Path(cfg.cache_dir))
         key = ann_key(cfg)
-        model = build_ann(cfg)
-        meta, trained = cache.load_or_train(key, model, lambda m: train_ann(cfg, m, data, logger))
-        ann_s = time.perf_counter() - started
+        module = ann_module(cfg, build_ann(cfg))
+        conversion = ConversionCallback(conversion_settings(cfg), lambda: make_trainer(cfg, logger))
+        meta, trained = cache.load_or_train(
+            key, module.model, lambda _: train_ann(cfg, module, data, logger, conversion),
+            rank_zero=rank_zero,
+        )
+        ann_s = time.perf_counter() - started - conversion.seconds  # without fit's conversion
         log.info("%s the ANN (%.1f s): %s", "Trained" if trained else "Reused cached", ann_s,
                  cache.entry(key))
-        ann_acc = test_ann(cfg, model, data)
-        conversion = ConversionCallback(conversion_settings(cfg), lambda: make_trainer(cfg, logger))
-        snn = conversion.run(model, data)
+        if not trained:
+            conversion.run(module.model, data)
+        ann_acc = test_ann(cfg, module, data)
+        snn = dict(conversion.results)
         timings = snn.pop("timings")
         results = {
             "config": resolved_config(cfg),
@@ -171,6 +218,7 @@ def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
     finally:
         close_logger(logger)
     results["timings"]["total_s"] = time.perf_counter() - started
-    write_json_atomic(results_path, results)
-    print_summary(results)
+    if rank_zero:
+        write_json_atomic(results_path, results)
+        print_summary(results)
     return results
