@@ -126,12 +126,11 @@ def plot_frontier(table: Table, path: Path) -> Path | None:
     grid = figure.subplots(2, len(models), squeeze=False)
     many = len(table.rows) > MAX_LEGEND_ROWS
     for column, model in enumerate(models):
-        front = frontier(table, model)
+        front, everything = frontier(table, model), operating_points(table, model)
         ann = max(table.ann_acc[model])
         for zoomed, ax in enumerate(grid[:, column]):
             for index, row in enumerate(table.rows):
-                points = [p for p in operating_points(table, model)
-                          if p.row == row.label and p.run is row.longest(model)]
+                points = [p for p in everything if p.row == row.label and p.run is row.longest(model)]
                 if points:
                     ax.plot([p.energy_ratio for p in points], [p.acc for p in points], marker=".",
                             markersize=3, linewidth=1,
