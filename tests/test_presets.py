@@ -29,3 +29,13 @@ def test_lowlatency_keeps_its_own_T_in_the_table1_preset() -> None:
     assert alone.T == in_table.T == 2
     assert alone.theta_scale == "1/gamma" and alone.v_init == 0.5 and alone.gamma > 1
     assert composed("method=lowlatency", "T=1").T == 1  # the command line still wins
+
+
+def test_train_paper_is_the_default_training_with_pad4_crops() -> None:
+    default, paper = composed(), composed("train=paper")
+    assert default.data.name == "fashion_mnist" and default.data.crop_padding == 2
+    assert paper.data.crop_padding == 4 and paper.train == default.train
+    # The paper's recipe (§4.1): SGD 0.1, momentum 0.9, weight decay 5e-4, label smoothing 0.1.
+    assert (paper.train.lr, paper.train.momentum, paper.train.weight_decay, paper.train.label_smoothing) == (
+        0.1, 0.9, 5e-4, 0.1)
+    assert composed("data=cifar10").data.crop_padding == 4
