@@ -18,30 +18,20 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 from torchmetrics import Metric
 
-from burstsnn.snn.network import MultiStep, SpikingNetwork
-from burstsnn.snn.neurons import BurstNeuron
-from burstsnn.snn.pooling import _SpikingPool
+from burstsnn.graph_ops import SYNAPTIC_MODULES, describe
+from burstsnn.snn.network import SpikingNetwork
+from burstsnn.snn.units import SpikeUnit, Unit, compact, spike_units
 
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
-
-_SYNAPTIC = (nn.Conv1d, nn.Conv2d, nn.Linear)
-# Nodes between a neuron and a synaptic layer that carry its spikes along unchanged
-# (shape only) or pooled.
-_PASS_MODULES = (
-    nn.Flatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-)
-_PASS_FUNCTIONS = (torch.flatten, F.avg_pool2d, F.adaptive_avg_pool2d, F.dropout, F.dropout1d, F.dropout2d)
-_PASS_METHODS = ("view", "reshape", "flatten", "contiguous")
-
 
 @dataclass
 class SynapticLayer:
     """A Conv/Linear layer of a converted network.
 
-    ``input_unit``: θ of the neuron whose spikes it receives (input value / θ =
-    spike count; 0-d or per channel ``[C, 1, ...]``), or None for a layer fed by
-    the analog input.
+    ``input_unit``: θ of the spikes it receives (input value / θ = spike count): 0-d,
+    per channel ``[C, 1, ...]`` (e.g. a concat of branches with different θ) or one per
+    input value; None for a layer fed by the analog input.
     """
 
     name: str
@@ -49,41 +39,18 @@ class SynapticLayer:
     input_unit: Tensor | None
 
 
-def _describe(gm: fx.GraphModule, node: fx.Node) -> str:
-    if node.op == "call_module":
-        return f"layer '{node.target}' ({type(gm.get_submodule(node.target)).__name__})"
-    target = getattr(node.target, "__name__", node.target)
-    return f"node '{node.name}' ({node.op} {target})"
-
-
-def _passes_spikes(node: fx.Node, module: nn.Module | None) -> bool:
-    """Whether ``node`` (``module``: its module, if a call_module) hands its input's
-    spikes on, reshaped or pooled."""
-    if node.op == "call_module":
-        return isinstance(module, _PASS_MODULES) or (
-            isinstance(module, MultiStep) and isinstance(module.module, _SpikingPool)
-        )
-    if node.op == "call_function":
-        return node.target in _PASS_FUNCTIONS
-    return node.op == "call_method" and node.target in _PASS_METHODS
-
-
-def _input_unit(gm: fx.GraphModule, node: fx.Node) -> Tensor | None:
-    """θ of the neuron whose spikes reach synaptic layer ``node``; None for the graph input."""
+def _input_unit(gm: fx.GraphModule, node: fx.Node, units: dict[fx.Node, Unit]) -> Tensor | None:
+    """θ of the spikes reaching synaptic layer ``node`` (0-d, per channel ``[C, 1, ...]``, or
+    one per input value); None for an analog input."""
     source = node.args[0]
-    while isinstance(source, fx.Node):
-        if source.op == "placeholder":
-            return None
-        module = gm.get_submodule(source.target) if source.op == "call_module" else None
-        if isinstance(module, MultiStep) and isinstance(module.module, BurstNeuron):
-            return module.module.threshold
-        if not _passes_spikes(source, module):
-            break
-        source = source.args[0]
-    found = _describe(gm, source) if isinstance(source, fx.Node) else repr(source)
+    unit = units[source]
+    if unit is None:
+        return None
+    if isinstance(unit, SpikeUnit) and unit.exact:
+        return compact(unit.theta)
     raise ValueError(
-        f"layer '{node.target}': its input comes from {found}, neither spiking neurons (through "
-        "shape-only or pooling nodes) nor the network input; cannot count its synaptic events"
+        f"layer '{node.target}': its input comes from {describe(gm, source)}, neither spiking neurons "
+        "(through shape-only, joining or pooling nodes) nor the network input; cannot count its synaptic events"
     )
 
 
@@ -92,14 +59,18 @@ def synaptic_layers(snn: SpikingNetwork) -> list[SynapticLayer]:
     the neuron feeding it (None: fed by the analog input).  ValueError naming the
     layer when its input is neither (e.g. a residual sum) or it is called more than once."""
     gm = snn.net
+    if snn.sample_shape is None:
+        raise ValueError("the network's sample_shape is unknown: build it with convert() or run it once")
+    param = next(gm.parameters())
+    units = spike_units(gm, torch.zeros(1, *snn.sample_shape, device=param.device, dtype=param.dtype))
     layers, seen = [], set()
     for node in gm.graph.nodes:
-        if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), _SYNAPTIC):
+        if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), SYNAPTIC_MODULES):
             continue
         if node.target in seen:
             raise ValueError(f"layer '{node.target}' is called more than once; cannot attribute its operations")
         seen.add(node.target)
-        layers.append(SynapticLayer(node.target, gm.get_submodule(node.target), _input_unit(gm, node)))
+        layers.append(SynapticLayer(node.target, gm.get_submodule(node.target), _input_unit(gm, node, units)))
     return layers
 
 
@@ -127,7 +98,7 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
 
         return count
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in root.named_modules() if isinstance(m, _SYNAPTIC)]
+    handles = [m.register_forward_hook(hook(n)) for n, m in root.named_modules() if isinstance(m, SYNAPTIC_MODULES)]
     param = next(model.parameters())
     x = torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype)
     training = model.training
@@ -143,8 +114,8 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
 
 
 def _spike_counts(x: Tensor, unit: Tensor) -> Tensor:
-    """x: input values ``[N, C, ...]`` (or flattened ``[N, C·...]``), unit: θ, 0-d or per
-    channel ``[C, 1, ...]`` -> spike counts, same shape as x."""
+    """x: input values ``[N, C, ...]`` (or flattened ``[N, C·...]``), unit: θ, 0-d, per
+    channel ``[C, 1, ...]`` or one per value -> spike counts, same shape as x."""
     if unit.numel() == 1:
         return x / unit
     c = unit.numel()
