@@ -6,68 +6,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from burstsnn.calibrate import calibrate, percentile
 from burstsnn.convert import convert, fold_bn
 from burstsnn.snn.pooling import LIPool, SpikeMaxPool
-
-
-class SmallCNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(3, 2, padding=1),
-        )
-        self.drop = nn.Dropout(0.5)
-        self.fc = nn.Linear(16 * 4 * 4, 10)
-
-    def forward(self, x):
-        return self.fc(self.drop(torch.flatten(self.features(x), 1)))
-
-
-class ResidualCNN(nn.Module):
-    """Stem, one residual block with a reused ReLU module and an F.relu after the add."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
-        self.conv1, self.bn1 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
-        self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
-        self.relu = nn.ReLU()
-        self.pool = nn.MaxPool2d(2)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 10))
-
-    def forward(self, x):
-        x = self.stem(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)) + x)
-        return self.head(self.pool(F.relu(out)))
-
-
-def ready(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """Give BN non-trivial statistics and affine parameters, then eval mode."""
-    torch.manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-            nn.init.uniform_(m.weight, 0.5, 1.5)
-            nn.init.uniform_(m.bias, -0.2, 0.3)
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(x * 1.3 + 0.2)
-    return model.eval()
-
-
-def rate_error(snn, ann, x, Ts):
-    """max |accumulated SNN output / T − ANN logits| at each T, relative to max |logits|."""
-    with torch.no_grad():
-        ref = ann(x)
-    out = snn(x, max(Ts))
-    mean = out.cumsum(0) / torch.arange(1, max(Ts) + 1).view(-1, 1, 1)
-    return [((mean[T - 1] - ref).abs().max() / ref.abs().max()).item() for T in Ts]
+from conftest import ResidualCNN, SmallCNN, rate_error, ready
 
 
 @pytest.fixture(scope="module")
@@ -267,22 +211,3 @@ def test_spikemax_baseline_is_worse(images):
     lipool = rate_error(convert(ann, [(images, None)], p=100), ann, images, [512])[0]
     spikemax = rate_error(convert(ann, [(images, None)], p=100, pooling="spikemax"), ann, images, [512])[0]
     assert spikemax > 2 * lipool
-
-
-@pytest.mark.slow
-def test_resnet18_converges():
-    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    ann = ready(torchvision.models.resnet18(num_classes=10), torch.randn(2, 3, 32, 32))
-    snn = convert(ann, [(x, None)], p=100)
-    assert len(dict(snn.neurons())) == 17  # stem + 2 per block ×8 (reused self.relu split)
-    e32, e512 = rate_error(snn, ann, x, [32, 512])
-    assert e512 < 0.25 * e32
-
-
-@pytest.mark.slow
-def test_vgg11_bn_converges():
-    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    ann = ready(torchvision.models.vgg11_bn(num_classes=10), torch.randn(2, 3, 32, 32))
-    snn = convert(ann, [(x, None)], p=100)
-    e16, e128 = rate_error(snn, ann, x, [16, 128])
-    assert e128 < 0.25 * e16
