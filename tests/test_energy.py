@@ -85,6 +85,36 @@ def test_synaptic_layers_reject_a_sum_feeding_a_conv():
         synaptic_layers(snn)
 
 
+class ConcatIntoConv(nn.Module):
+    """Two branches of different θ (2 and 3 channels) joined by torch.cat into a 1×1 conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.mix = nn.Conv2d(1, 2, 1), nn.Conv2d(1, 3, 1), nn.Conv2d(5, 2, 1)
+        for conv in (self.a, self.b):
+            nn.init.uniform_(conv.weight, 0.1, 1.0)  # every neuron active during calibration
+        with torch.no_grad():
+            self.b.weight.mul_(3.0)
+
+    def forward(self, x):
+        return self.mix(torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], 1))
+
+
+def test_synaptic_layer_after_a_concat_counts_each_channel_in_its_theta():
+    x = torch.rand(3, 1, 4, 4)
+    snn = convert(ConcatIntoConv().eval(), [(x, torch.zeros(3))], gamma=2)
+    theta_a, theta_b = (float(t) for t in snn.thresholds().values())
+    assert theta_b > 2 * theta_a
+    mix = synaptic_layers(snn)[2]
+    assert mix.input_unit.shape == (5, 1, 1)
+    assert mix.input_unit.view(-1).tolist() == pytest.approx([theta_a] * 2 + [theta_b] * 3)
+    snn.record = True
+    result = acs(snn, x, T=5)
+    spikes = sum(float(c.sum()) for c in snn.spike_counts().values())
+    assert spikes > 0
+    assert result == {"mix": pytest.approx(spikes * 2 / 3)}  # each spike reaches the 2 outputs at its position
+
+
 @pytest.mark.parametrize(
     ("conv", "reach"),
     [
