@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch import nn
 
+from burstsnn.snn import kernels
 from datafiles import make_idx_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,6 +28,16 @@ os.environ.setdefault("WANDB_SILENT", "true")
 def tiny_idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Fashion-MNIST-format IDX files: 192 training and 64 test images (28×28, 10 classes)."""
     return make_idx_dataset(tmp_path_factory.mktemp("tiny_fmnist"), n_train=192, n_test=64)
+
+
+@pytest.fixture(scope="module")
+def eager_steps():
+    """Eager neuron and pool steps for a module (same results, see test_engine.py):
+    compiling them for each new shape or window costs more than short runs save."""
+    enabled = kernels.Fused.enabled
+    kernels.Fused.enabled = False
+    yield
+    kernels.Fused.enabled = enabled
 
 
 def tiny_overrides(data_root: Path, cache_dir: Path) -> list[str]:

@@ -11,7 +11,6 @@ import torchvision.models as tv
 
 from burstsnn.convert import convert
 from burstsnn.errors import ConversionError
-from burstsnn.snn import kernels
 from conftest import convergence, ready
 
 T_SHORT, T_LONG = 32, 256
@@ -31,14 +30,7 @@ MODELS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def eager_steps():
-    """Eager neuron and pool steps (same results): compiling them for every model's shapes
-    would cost more than these short runs."""
-    enabled = kernels.Fused.enabled
-    kernels.Fused.enabled = False
-    yield
-    kernels.Fused.enabled = enabled
+pytestmark = pytest.mark.usefixtures("eager_steps")
 
 
 SLOW = ("alexnet", "vgg11_bn", "googlenet")  # 5-20 s each here
