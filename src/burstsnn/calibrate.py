@@ -33,6 +33,11 @@ def percentile(x: Tensor, p: float, dim: int | None = None) -> Tensor:
     return v_lo + (v_hi - v_lo) * (rank - lo)
 
 
+def batch_inputs(batch: object) -> Tensor:
+    """The inputs of a calibration batch: ``(inputs, targets)`` or bare inputs."""
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
 class _Recorder:
     """Forward hook that keeps a module's outputs (detached, on CPU)."""
 
@@ -88,8 +93,7 @@ def calibrate(
     seen = 0
     try:
         for batch in itertools.islice(calib_loader, calib_batches):
-            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-            model(inputs.to(device))
+            model(batch_inputs(batch).to(device))
             seen += 1
     finally:
         for handle in handles:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from burstsnn.calibrate import calibrate
+from burstsnn.calibrate import batch_inputs, calibrate
 from burstsnn.errors import ConversionError
 from burstsnn.graph_ops import (
     ADD_FUNCTIONS, ADD_METHODS, AFFINE_MODULES, AVERAGE_FUNCTIONS, AVERAGE_METHODS, AVERAGE_MODULES,
@@ -246,10 +246,12 @@ def convert(
     Folds BN (Eq. 7), sets λ_l = p-th percentile of each ReLU call site's outputs
     over ``calib_batches`` batches of ``calib_loader`` (iterable of (inputs, targets)),
     then swaps each ReLU call site for ``BurstNeuron(θ_l = theta_scale·λ_l, gamma,
-    reset, v_init)`` and each MaxPool2d for LIPool / SpikeMaxPool / AvgPool2d
-    (``pooling`` = "lipool" / "spikemax" / "avg").  theta_scale = 1 is the method
-    as written; 1/Γ reproduces the paper's released code.  Unsupported layers and
-    NaN/inf weights or activations -> ConversionError naming the layer.
+    reset, v_init)`` and each max pool for LIPool / SpikeMaxPool / an average pool over
+    the same windows (``pooling`` = "lipool" / "spikemax" / "avg"); a spiking pool's
+    ``unit`` is the θ of the neurons feeding it, per input channel.  theta_scale = 1 is
+    the method as written; 1/Γ reproduces the paper's released code.  Unsupported layers
+    (docs/conversion.md lists the supported ones) and NaN/inf weights or activations ->
+    ConversionError naming the layer.
     """
     _check_args(p, gamma, pooling, reset, v_init, theta_scale, calib_batches)
     _check_finite(ann)
@@ -272,7 +274,7 @@ def _first_inputs(calib_loader: Iterable, first: list[torch.Tensor]) -> Iterator
     """The batches of ``calib_loader``; appends the first one's inputs to ``first``."""
     for batch in calib_loader:
         if not first:
-            first.append(batch[0] if isinstance(batch, (tuple, list)) else batch)
+            first.append(batch_inputs(batch))
         yield batch
 
 

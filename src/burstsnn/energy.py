@@ -61,8 +61,7 @@ def synaptic_layers(snn: SpikingNetwork) -> list[SynapticLayer]:
     gm = snn.net
     if snn.sample_shape is None:
         raise ValueError("the network's sample_shape is unknown: build it with convert() or run it once")
-    param = next(gm.parameters())
-    units = spike_units(gm, torch.zeros(1, *snn.sample_shape, device=param.device, dtype=param.dtype))
+    units = spike_units(gm, torch.zeros(1, *snn.sample_shape, dtype=next(gm.parameters()).dtype))
     layers, seen = [], set()
     for node in gm.graph.nodes:
         if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), SYNAPTIC_MODULES):

@@ -13,6 +13,7 @@ any state) and gives every node a unit:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Union
 
@@ -45,6 +46,7 @@ Unit = Union[None, SpikeUnit, str]
 def spike_units(gm: fx.GraphModule, sample: Tensor) -> dict[fx.Node, Unit]:
     """node -> its unit (see the module doc), following ``sample`` ``[1, ...]`` (one input)
     through ``gm`` with every neuron passing its input on and every spiking pool a max pool."""
+    sample = sample.to(next(itertools.chain(gm.parameters(), gm.buffers()), sample).device)
     values: dict[fx.Node, object] = {}
     units: dict[fx.Node, Unit] = {}
     for node in gm.graph.nodes:
