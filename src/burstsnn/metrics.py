@@ -84,9 +84,10 @@ class PoolingCorrectRatio(Metric):
     """Share of pooled positions passed on correctly by each spiking max pool (§4.2, Fig. 5b).
 
     update(pool_states {pool: (cumulative input ``[B, C, H, W]``, cumulative output
-    ``[B, C, H', W']``) in spike counts}, pools {pool: LIPool | SpikeMaxPool}, T): target rate = maxpool(cumulative input) / T, output rate =
-    cumulative output / T; among positions with target > 0, counts those with
-    |output − target| < 2/T.  compute() -> {pool: correct / positive positions}.
+    ``[B, C, H', W']``) in spike counts}, pools {pool: LIPool | SpikeMaxPool}, T): target
+    rate = maxpool(cumulative input) / T over the pool's windows, output rate = cumulative
+    output / T; among positions with target > 0, counts those with |output − target| < 2/T
+    (two spikes of the feeding neurons).  compute() -> {pool: correct / positive positions}.
     """
 
     full_state_update = False

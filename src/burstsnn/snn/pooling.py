@@ -69,7 +69,7 @@ class _SpikingPool(nn.Module):
         self.cumulative_output = None
 
     @property
-    def geometry(self) -> Windows:
+    def windows(self) -> Windows:
         """The windows as ``burstsnn.snn.kernels.window_max`` takes them."""
         if self.output_size is not None:
             return (self.output_size,)
@@ -77,7 +77,7 @@ class _SpikingPool(nn.Module):
 
     def max_pool(self, x: Tensor) -> Tensor:
         """x: ``[N, C, H, W]`` -> the max over each of this pool's windows, ``[N, C, H', W']``."""
-        return window_max(x, self.geometry)
+        return window_max(x, self.windows)
 
     def window_index(self, size: int, out: int, dim: int) -> Tensor:
         """Input indices ``[out, k]`` of each output's window along spatial dim ``dim``
@@ -109,7 +109,7 @@ class LIPool(_SpikingPool):
         total, pooled = self.cumulative_input, self.cumulative_output  # updated in place
         out = _steps_like(pooled, x.shape[0])
         for t in range(x.shape[0]):  # step by step, as in any chunking
-            fused_lipool_step(total, pooled, x[t], out[t], self.geometry)
+            fused_lipool_step(total, pooled, x[t], out[t], self.windows)
         return out
 
 
