@@ -40,6 +40,17 @@ def eager_steps():
     kernels.Fused.enabled = enabled
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module: with the 2 cores shared by other jobs, two threads
+    stall on each other (tests/test_torchvision_models.py: 291 s with 2 threads, 13 s with 1,
+    measured back to back at load average 5)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_overrides(data_root: Path, cache_dir: Path) -> list[str]:
     """Overrides that make a whole job take seconds: tiny data, tiny net, one epoch, T=4."""
     return [

@@ -15,29 +15,25 @@ from conftest import convergence, ready
 
 T_SHORT, T_LONG = 32, 256
 
-# name -> (model, input side, samples); few samples where a step costs most (AlexNet's and
-# VGG's 10^8-weight classifiers, ResNet18's and GoogLeNet's width)
+# name -> (model, input side, samples); two samples where the classifier has ~10^8 weights
 MODELS = {
     "alexnet": (lambda: tv.alexnet(num_classes=10), 64, 2),
     "vgg11_bn": (lambda: tv.vgg11_bn(num_classes=10), 32, 2),
-    "resnet18": (lambda: tv.resnet18(num_classes=10), 32, 2),
+    "resnet18": (lambda: tv.resnet18(num_classes=10), 32, 4),
     "squeezenet1_1": (lambda: tv.squeezenet1_1(num_classes=10), 32, 4),
     "densenet": (lambda: tv.DenseNet(growth_rate=8, block_config=(2, 2, 2, 2), num_init_features=16,
                                      bn_size=2, num_classes=10), 32, 4),
     "googlenet": (lambda: tv.googlenet(num_classes=10, aux_logits=False, transform_input=False,
-                                       init_weights=True), 32, 2),
+                                       init_weights=True), 32, 4),
     "shufflenet_v2_x0_5": (lambda: tv.shufflenet_v2_x0_5(num_classes=10), 32, 4),
     "mnasnet0_5": (lambda: tv.mnasnet0_5(num_classes=10), 32, 4),
 }
 
 
-pytestmark = pytest.mark.usefixtures("eager_steps")
+pytestmark = pytest.mark.usefixtures("eager_steps", "one_thread")
 
 
-SLOW = ("alexnet", "vgg11_bn", "resnet18", "googlenet")  # the costliest: 5-20 s each on 2 free cores
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in MODELS])
+@pytest.mark.parametrize("name", MODELS)
 def test_snn_converges_to_the_ann(name):
     make, side, samples = MODELS[name]
     torch.manual_seed(0)
