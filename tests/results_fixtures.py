@@ -8,11 +8,17 @@ Plain functions (no pytest fixtures) so any test can build a sweep directory:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
+
+from burstsnn.convert import convert
+from burstsnn.models import build_model
 
 # The paper's Table 1 rows as conversion knobs (names as in burstsnn.report).
 TABLE1_ROWS: tuple[dict[str, Any], ...] = (
@@ -23,13 +29,16 @@ TABLE1_ROWS: tuple[dict[str, Any], ...] = (
     {"p": 99.9, "pooling": "lipool", "gamma": 5},     # Burst (Γ=5)
 )
 
-# Spiking (ReLU) and pooling layers as they appear in each model's graph.
-SPIKING_LAYERS = {
-    "vgg16": [f"features.{3 * i + 2}" for i in range(13)],
-    "resnet20": ["stem.2", "stem.5", "stem.8"] + [f"layer{s}.{b}.relu" for s in range(1, 5) for b in (0, 1)],
-}
-POOL_LAYERS = {"vgg16": ["pool1", "pool2", "pool3", "pool4", "pool5"], "resnet20": ["pool"]}
 ANN_ACC = {"vgg16": 0.915, "resnet20": 0.925}
+
+
+@functools.cache
+def layer_names(model: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(spiking layers, pooling layers) of the real ``model`` as its converted network names
+    them, in graph order: a narrow copy converted on one random image, no training."""
+    ann = build_model(model, num_classes=10, in_channels=1, width=0.0625).eval()
+    snn = convert(ann, [torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))])
+    return tuple(name for name, _ in snn.neurons()), tuple(name for name, _ in snn.pools())
 
 
 def fake_result(
@@ -60,11 +69,11 @@ def fake_result(
     tau = (6.0 if p >= 100 else 3.0) / (gamma * scale) ** 0.5 * (1.5 if pooling == "spikemax" else 1.0)
     curve = [round(0.1 + (final - 0.1) * (1 - math.exp(-t / tau)), 4) for t in range(1, T + 1)]
     best_t = max(range(T), key=lambda i: curve[i]) + 1
-    rates = {layer: round(0.01 + 0.005 * i * gamma * scale, 4)
-             for i, layer in enumerate(SPIKING_LAYERS[model])}
+    spiking_layers, pool_layers = layer_names(model)
+    rates = {layer: round(0.01 + 0.005 * i * gamma * scale, 4) for i, layer in enumerate(spiking_layers)}
     pools = {} if pooling == "avg" else {
         layer: 1.0 if pooling == "lipool" else round(0.9 - 0.1 * i, 3)
-        for i, layer in enumerate(POOL_LAYERS[model])}
+        for i, layer in enumerate(pool_layers)}
     ann_macs, acs = 1.0e7, 2.0e6 * gamma * scale
     energy_ratio = round((0.9 * acs + 4.6 * 3.0e5) / (4.6 * ann_macs), 4)
     return {

@@ -31,11 +31,16 @@ def test_bench_prints_one_table_with_every_engine(capsys, monkeypatch):
     assert {r.chunk for r in ours if r.engine == "auto"} == {"1"}  # CPU: step by step
     for r in rows:
         assert r.seconds > 0 and r.ann_seconds > 0 and r.throughput > 0
-        assert r.peak_bytes is None or r.peak_bytes >= 0
     if any(r.engine.startswith("SpikingJelly") for r in rows):
         assert "ours (auto) / SpikingJelly" in out
     else:
         assert "SpikingJelly: skipped" in out
+
+
+def test_peak_bytes_sees_an_allocation_of_known_size():
+    mib = 2**20
+    peak = bench.peak_bytes(lambda: torch.ones(64 * mib // 4).sum(), torch.device("cpu"))  # 64 MiB of float32
+    assert peak is not None and 0.9 * 64 * mib <= peak < 1.5 * 64 * mib, peak / mib  # RSS: pages may be reused
 
 
 def test_bench_module_runs():

@@ -6,68 +6,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from burstsnn.calibrate import FirstStep, calibrate, mse_lambda, percentile
 from burstsnn.convert import convert, fold_bn
+from burstsnn.errors import ConversionError
 from burstsnn.snn.pooling import LIPool, SpikeMaxPool
-
-
-class SmallCNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(3, 2, padding=1),
-        )
-        self.drop = nn.Dropout(0.5)
-        self.fc = nn.Linear(16 * 4 * 4, 10)
-
-    def forward(self, x):
-        return self.fc(self.drop(torch.flatten(self.features(x), 1)))
-
-
-class ResidualCNN(nn.Module):
-    """Stem, one residual block with a reused ReLU module and an F.relu after the add."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
-        self.conv1, self.bn1 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
-        self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
-        self.relu = nn.ReLU()
-        self.pool = nn.MaxPool2d(2)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 10))
-
-    def forward(self, x):
-        x = self.stem(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)) + x)
-        return self.head(self.pool(F.relu(out)))
-
-
-def ready(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """Give BN non-trivial statistics and affine parameters, then eval mode."""
-    torch.manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-            nn.init.uniform_(m.weight, 0.5, 1.5)
-            nn.init.uniform_(m.bias, -0.2, 0.3)
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(x * 1.3 + 0.2)
-    return model.eval()
-
-
-def rate_error(snn, ann, x, Ts):
-    """max |accumulated SNN output / T − ANN logits| at each T, relative to max |logits|."""
-    with torch.no_grad():
-        ref = ann(x)
-    out = snn(x, max(Ts))
-    mean = out.cumsum(0) / torch.arange(1, max(Ts) + 1).view(-1, 1, 1)
-    return [((mean[T - 1] - ref).abs().max() / ref.abs().max()).item() for T in Ts]
+from conftest import ResidualCNN, SmallCNN, rate_error, ready
 
 
 @pytest.fixture(scope="module")
@@ -269,23 +214,134 @@ def test_spikemax_baseline_is_worse(images):
     assert spikemax > 2 * lipool
 
 
-@pytest.mark.slow
-def test_resnet18_converges():
-    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    ann = ready(torchvision.models.resnet18(num_classes=10), torch.randn(2, 3, 32, 32))
-    snn = convert(ann, [(x, None)], p=100)
-    assert len(dict(snn.neurons())) == 17  # stem + 2 per block ×8 (reused self.relu split)
-    e32, e512 = rate_error(snn, ann, x, [32, 512])
-    assert e512 < 0.25 * e32
+# --- graph coverage: joins, shuffles, functional and adaptive pools, constants, in-place ---------
 
 
-@pytest.mark.slow
-def test_vgg11_bn_converges():
-    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    ann = ready(torchvision.models.vgg11_bn(num_classes=10), torch.randn(2, 3, 32, 32))
-    snn = convert(ann, [(x, None)], p=100)
-    e16, e128 = rate_error(snn, ann, x, [16, 128])
-    assert e128 < 0.25 * e16
+class Branches(nn.Module):
+    """The graph ops of SqueezeNet, GoogLeNet and ShuffleNet on a tiny scale: two ReLU branches
+    of different θ joined by torch.cat, F.max_pool2d, a view/transpose channel shuffle, chunk,
+    torch.stack, F.adaptive_max_pool2d over uneven windows, mean."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 3, padding=1)
+        self.mix = nn.Conv2d(4, 4, 1)
+        self.fc = nn.Linear(8 * 3 * 3 + 8, 10)
+        with torch.no_grad():
+            self.b.weight.mul_(4.0)  # branch b fires at a larger θ than branch a
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        y = F.max_pool2d(torch.cat([F.relu(self.a(x)), F.relu(self.b(x))], 1), 2)  # [a0..a3, b0..b3]
+        n, c, h, w = y.size()
+        y = torch.transpose(y.view(n, 2, c // 2, h, w), 1, 2).contiguous().view(n, c, h, w)  # a0 b0 a1 b1 ...
+        left, right = y.chunk(2, dim=1)  # left: a0 b0 a1 b1
+        z = torch.stack([left, F.relu(self.mix(right))], 2).flatten(1, 2)  # a0 m0 b0 m1 a1 m2 b1 m3
+        z = F.adaptive_max_pool2d(z, 3)  # 8×8 -> 3×3, overlapping windows of 3
+        return self.fc(torch.cat([torch.flatten(z, 1), z.mean((2, 3))], 1))
+
+
+def test_joins_shuffles_and_functional_pools_converge(images):
+    ann = Branches().eval()
+    snn = convert(ann, [(images, None)], p=100)
+    assert [type(p).__name__ for _, p in snn.pools()] == ["LIPool", "LIPool"]
+    assert next(reversed(list(snn.pools())))[1].output_size == (3, 3)
+    short, long = rate_error(snn, ann, images, [32, 256])
+    assert long < 0.25 * short and long < 0.05
+
+
+def test_pool_units_follow_each_channel_through_joins_and_shuffles(images):
+    """A pool after a concat has the θ of each channel's neuron: Fig. 5b's 2/T is in spikes."""
+    snn = convert(Branches().eval(), [(images, None)], p=100)
+    stem, a, b, m = (float(t) for t in snn.thresholds().values())
+    assert b > 2 * a
+    (_, after_cat), (_, after_stack) = snn.pools()
+    assert after_cat.unit.view(-1).tolist() == pytest.approx([a] * 4 + [b] * 4)
+    assert after_stack.unit.view(-1).tolist() == pytest.approx([a, m, b, m, a, m, b, m])
+    snn(images, 16)
+    for cumulative_input, cumulative_output in snn.pool_states().values():  # whole spike counts
+        assert torch.allclose(cumulative_input, cumulative_input.round(), atol=1e-4)
+        assert torch.allclose(cumulative_output, cumulative_output.round(), atol=1e-4)
+
+
+class SumIntoPool(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+        with torch.no_grad():
+            self.b.weight.mul_(3.0)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.max_pool2d(F.relu(self.a(x)) + F.relu(self.b(x)), 2), 1))
+
+
+def test_pool_after_a_sum_of_spike_trains_counts_in_the_larger_theta(images):
+    snn = convert(SumIntoPool().eval(), [(images, None)], p=100)
+    a, b = (float(t) for t in snn.thresholds().values())
+    assert a != pytest.approx(b)
+    (_, pool), = snn.pools()
+    assert float(pool.unit) == pytest.approx(max(a, b))
+
+
+class WithConstant(nn.Module):
+    """Adds a buffer without a batch dimension to spikes (a constant current at every step)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4 * 16 * 16, 10)
+        self.register_buffer("offset", torch.linspace(-0.5, 0.5, 4).view(4, 1, 1))
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.relu(self.conv(x)) + self.offset, 1))
+
+
+def test_constants_are_never_repeated_over_steps(images):
+    ann = WithConstant().eval()
+    snn = convert(ann, [(images, None)], p=100)
+    step_by_step = snn(images, 24, chunk=1)
+    assert torch.allclose(snn(images, 24, chunk=24), step_by_step, atol=1e-5)
+    assert torch.allclose(snn(images, 24, chunk=5), step_by_step, atol=1e-5)
+    short, long = rate_error(snn, ann, images, [32, 256])
+    assert long < 0.25 * short
+
+
+class InPlaceSum(nn.Module):
+    """``h`` does not depend on time (computed once for all steps); ``add_`` changes it in place."""
+
+    def __init__(self, in_place=True):
+        super().__init__()
+        self.in_place = in_place
+        self.conv1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 16 * 16, 10)
+
+    def forward(self, x):
+        h = self.conv1(x)
+        if self.in_place:
+            h.add_(self.conv2(F.relu(h)))
+        else:
+            h = h + self.conv2(F.relu(h))
+        return self.fc(torch.flatten(F.relu(h), 1))
+
+
+def test_in_place_op_on_a_value_shared_by_all_steps(images):
+    ann, twin = InPlaceSum().eval(), InPlaceSum(in_place=False).eval()
+    twin.load_state_dict(ann.state_dict())
+    snn, reference = convert(ann, [(images, None)], p=100), convert(twin, [(images, None)], p=100)
+    expected = reference(images, 20, chunk=1)
+    assert expected.abs().sum() > 0
+    for chunk in (1, 3, 20):
+        assert torch.allclose(snn(images, 20, chunk=chunk), expected, atol=1e-5), chunk
+
+
+class CatOverBatch(nn.Module):
+    def forward(self, x):
+        return torch.cat([F.relu(x), x])
+
+
+def test_ops_along_the_batch_dimension_are_refused(images):
+    with pytest.raises(ConversionError, match=r"node 'cat' \(call_function cat\): cat along dim 0"):
+        convert(CatOverBatch(), [(images, None)])
 
 
 # --- λ by least squared error of the first burst step ------------------------------------------

@@ -6,9 +6,7 @@ the equations written out here; the engine (fused kernels or eager ops, in-place
 first-layer reuse, chunks, the automatic chunk and its memory budget) must match it exactly.
 """
 
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,9 +18,8 @@ from burstsnn.snn import kernels
 from burstsnn.snn.network import MultiStep, fit_chunk
 from burstsnn.snn.neurons import BurstNeuron
 from burstsnn.snn.pooling import LIPool
+from conftest import ResidualCNN, SmallCNN, ready
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_convert import ResidualCNN, SmallCNN, ready  # noqa: E402
 
 B, T = 5, 12
 

@@ -1,17 +1,12 @@
 """SpikingNetwork: chunking, the time-constant prefix, reset, probes."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from burstsnn.convert import convert
 from burstsnn.snn.network import MultiStep
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_convert import ResidualCNN, SmallCNN, ready  # noqa: E402
+from conftest import ResidualCNN, SmallCNN, ready
 
 
 @pytest.fixture(scope="module", params=["SmallCNN-lipool", "ResidualCNN-spikemax", "SmallCNN-avg"])

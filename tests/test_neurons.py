@@ -43,6 +43,46 @@ def test_golden_sequences(gamma, reset, v_init, expected, v_final, theta):
     assert neuron.v.item() == pytest.approx(v_final * theta, abs=1e-6)
 
 
+def algorithm1(current, theta, gamma, reset="soft", v_init=0.0):
+    """One neuron, step by step, as Algorithm 1 (Transmit with Burst Spikes) and Eq. 2-4 write it.
+
+    current: [T] input currents -> [T] spike counts.  Per step: V += I (Eq. 2); while the
+    neuron is at threshold (Eq. 3: V >= θ) and fewer than Γ spikes went out (§3.3: Γ is the
+    most spikes per step; Γ = 1 is the IF neuron of Eq. 3-4), emit one more spike and
+    soft-reset V -= θ (Eq. 4).  Hard reset (the other reset rule): V = 0 after a burst.
+    """
+    v, spikes = v_init * theta, []
+    for i in current:
+        v += i
+        out = 0
+        s = 1 if v >= theta else 0
+        while out < gamma and s == 1:
+            out += s
+            v -= theta
+            s = 1 if v >= theta else 0
+        if reset == "hard" and out > 0:
+            v = 0.0
+        spikes.append(out)
+    return spikes
+
+
+@pytest.mark.parametrize("gamma", [1, 2, 5])
+@pytest.mark.parametrize("reset", ["soft", "hard"])
+@pytest.mark.parametrize("v_init", [0.0, 0.5])
+def test_equals_algorithm1_step_by_step(gamma, reset, v_init):
+    theta = torch.tensor([0.5, 0.75, 1.25]).view(3, 1)  # per channel, exact in binary
+    g = torch.Generator().manual_seed(gamma)
+    current = (torch.randint(-8, 33, (40, 2, 3, 4), generator=g) / 8).double()  # [T, B, C, N], multiples of 1/8
+    neuron = BurstNeuron(theta.double(), gamma=gamma, reset=reset, v_init=v_init)
+    counts = torch.cat([neuron(current[:15]), neuron(current[15:])]) / theta.double()
+    for b in range(2):
+        for c in range(3):
+            for n in range(4):
+                expected = algorithm1(current[:, b, c, n].tolist(), float(theta[c]), gamma, reset, v_init)
+                assert counts[:, b, c, n].tolist() == expected, (b, c, n)
+    assert counts.max() == gamma  # the burst cap is reached
+
+
 def test_fires_at_threshold_exactly():
     for theta in [0.1, 0.3, 1.0, 7.3, 1e-3, 123.456]:
         neuron = BurstNeuron(theta)

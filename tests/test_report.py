@@ -11,15 +11,31 @@ from pathlib import Path
 
 import pytest
 
-from burstsnn.report import (PAPER_ACC, ReportError, build_table, frontier, load_results, to_csv,
-                             to_markdown, varied_knobs, write_report)
+from burstsnn.report import (PAPER_ACC, PAPER_ANN, ReportError, build_table, frontier, load_results,
+                             to_csv, to_markdown, varied_knobs, write_report)
 from results_fixtures import fake_result, write_fake_sweep, write_results
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
+# The paper's Table 1 (CIFAR100): method -> VGG16 at T = 16, 32, ResNet20 at T = 16, 32 (%).
+PAPER_TABLE1 = {
+    "Max-norm": (2.99, 10.91, 3.16, 27.78),
+    "p-Norm": (25.72, 58.51, 8.82, 45.83),
+    "LIPooling": (24.37, 65.63, 12.73, 53.35),
+    "Burst (Γ=2)": (54.88, 70.96, 38.13, 67.85),
+    "Burst (Γ=5)": (57.21, 71.41, 58.10, 76.30),
+}
 TABLE1_LABELS = [
     f"{name}, θ = {theta}{' (= λ)' if theta == 'λ/Γ' and 'Burst' not in name else ''}"
-    for name in PAPER_ACC for theta in ("λ", "λ/Γ")
+    for name in PAPER_TABLE1 for theta in ("λ", "λ/Γ")
 ]
+
+
+def test_paper_numbers_are_table1() -> None:
+    assert PAPER_ANN == {"vgg16": 78.49, "resnet20": 80.69}
+    assert PAPER_ACC == {
+        name: {"vgg16": {16: v16, 32: v32}, "resnet20": {16: r16, 32: r32}}
+        for name, (v16, v32, r16, r32) in PAPER_TABLE1.items()
+    }
 
 
 @pytest.fixture

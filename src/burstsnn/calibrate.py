@@ -35,6 +35,11 @@ def percentile(x: Tensor, p: float, dim: int | None = None) -> Tensor:
     return v_lo + (v_hi - v_lo) * (rank - lo)
 
 
+def batch_inputs(batch: object) -> Tensor:
+    """The inputs of a calibration batch: ``(inputs, targets)`` or bare inputs."""
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
 LAMBDA_RULES = ("percentile", "mse")
 # The "mse" rule tries λ = max·k/MSE_CANDIDATES, k = 1..MSE_CANDIDATES, on at most
 # MSE_SAMPLES activations per layer (or per channel), drawn with a fixed seed.
@@ -138,8 +143,7 @@ def calibrate(
     seen = 0
     try:
         for batch in itertools.islice(calib_loader, calib_batches):
-            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-            model(inputs.to(device))
+            model(batch_inputs(batch).to(device))
             seen += 1
     finally:
         for handle in handles:

@@ -4,41 +4,27 @@ from __future__ import annotations
 
 import copy
 import math
-import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from burstsnn.calibrate import LAMBDA_RULES, FirstStep, calibrate
+from burstsnn.calibrate import LAMBDA_RULES, FirstStep, batch_inputs, calibrate
 from burstsnn.errors import ConversionError
+from burstsnn.graph_ops import (
+    ADD_FUNCTIONS, ADD_METHODS, AFFINE_MODULES, AVERAGE_FUNCTIONS, AVERAGE_METHODS, AVERAGE_MODULES,
+    DIM_POSITIONS, DROPOUT_FUNCTIONS, DROPOUT_MODULES, MAX_POOL_FUNCTIONS, MAX_POOL_MODULES, MOVE_FUNCTIONS,
+    MOVE_METHODS, MOVE_MODULES, OTHER_ACTIVATION_FUNCTIONS, OTHER_ACTIVATION_MODULES, RELU_FUNCTIONS,
+    RELU_METHODS, RELU_MODULES, SUPPORTED, SYNAPTIC_MODULES, bind, describe, is_call, is_shape_value,
+)
 from burstsnn.snn.network import MultiStep, SpikingNetwork
 from burstsnn.snn.neurons import RESETS, BurstNeuron
 from burstsnn.snn.pooling import LIPool, SpikeMaxPool
+from burstsnn.snn.units import SpikeUnit, per_channel, spike_units
 
 POOLINGS = ("lipool", "spikemax", "avg")
-
-_BN = (nn.BatchNorm1d, nn.BatchNorm2d)
-_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
-_PASS_MODULES = (
-    nn.Conv1d, nn.Conv2d, nn.Linear, *_BN, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-    nn.Flatten, nn.Identity,
-)
-_RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_)
-_DROPOUT_FUNCTIONS = (F.dropout, F.dropout1d, F.dropout2d)
-_PASS_FUNCTIONS = (
-    operator.add, operator.iadd, torch.add, torch.flatten, operator.getitem,
-    F.avg_pool2d, F.adaptive_avg_pool2d,
-)
-_RELU_METHODS = ("relu", "relu_")
-_PASS_METHODS = ("add", "add_", "view", "reshape", "flatten", "size", "contiguous")
-SUPPORTED = (
-    "Conv1d/Conv2d, Linear, BatchNorm, ReLU (module, F.relu, torch.relu), MaxPool2d, "
-    "AvgPool2d/AdaptiveAvgPool2d, Flatten/torch.flatten/view/reshape, Dropout, Identity, "
-    "residual add (operator.add/torch.add)"
-)
 
 
 def _trace(model: nn.Module) -> fx.GraphModule:
@@ -59,7 +45,7 @@ def fold_bn(model: nn.Module) -> fx.GraphModule:
         if node.op == "call_module":
             calls[node.target] = calls.get(node.target, 0) + 1
     for node in list(gm.graph.nodes):
-        if node.op != "call_module" or not isinstance(modules[node.target], _BN):
+        if node.op != "call_module" or not isinstance(modules[node.target], AFFINE_MODULES):
             continue
         bn, prev = modules[node.target], node.args[0]
         if (
@@ -106,16 +92,15 @@ def _has_path(gm: fx.GraphModule, target: str) -> bool:
         return False
 
 
-def _site(gm: fx.GraphModule, node: fx.Node, taken: set[str]) -> fx.Node:
-    """Give the ReLU/MaxPool call site ``node`` its own module (a reused module gets
-    one per call site); returns the call_module node of that site."""
+def _site(gm: fx.GraphModule, node: fx.Node, module: nn.Module, taken: set[str]) -> fx.Node:
+    """Give the ReLU/max-pool call site ``node`` its own module (``module`` for a function or
+    method call; a reused module gets a copy per call site); returns the call_module node."""
     if node.op == "call_module" and node.target not in taken:
         taken.add(node.target)
         return node
-    module = copy.deepcopy(gm.get_submodule(node.target)) if node.op == "call_module" else nn.ReLU()
     base = node.target if node.op == "call_module" else node.name
     name = _free_name(gm, base)
-    gm.add_submodule(name, module)
+    gm.add_submodule(name, copy.deepcopy(module) if node.op == "call_module" else module)
     taken.add(name)
     with gm.graph.inserting_after(node):
         new = gm.graph.call_module(name, (node.args[0],))
@@ -124,45 +109,94 @@ def _site(gm: fx.GraphModule, node: fx.Node, taken: set[str]) -> fx.Node:
     return new
 
 
-def _describe(gm: fx.GraphModule, node: fx.Node) -> str:
-    if node.op == "call_module":
-        return f"layer '{node.target}' ({type(gm.get_submodule(node.target)).__name__})"
-    target = getattr(node.target, "__name__", node.target)
-    return f"node '{node.name}' ({node.op} {target})"
+def _max_pool_module(node: fx.Node, module: nn.Module | None) -> nn.Module:
+    """The max-pool module of a max-pool call site; ConversionError for options LIPool lacks."""
+    if module is None:
+        if node.target is F.adaptive_max_pool2d:
+            a = bind(("input", "output_size", "return_indices"), node.args, node.kwargs)
+            module = nn.AdaptiveMaxPool2d(a["output_size"], a.get("return_indices", False))
+        else:
+            a = bind(("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+                     node.args, node.kwargs)
+            module = nn.MaxPool2d(a["kernel_size"], a.get("stride"), a.get("padding", 0), a.get("dilation", 1),
+                                  a.get("return_indices", False), a.get("ceil_mode", False))
+    if getattr(module, "dilation", 1) not in (1, (1, 1)) or module.return_indices:
+        raise ConversionError("max pooling with dilation or return_indices is not supported")
+    return module
+
+
+def _batch_dim_use(node: fx.Node) -> str | None:
+    """What ``node`` does along dimension 0 (the batch, where a simulation folds in the
+    time steps), or None."""
+    if node.op not in ("call_function", "call_method"):
+        return None
+    name = getattr(node.target, "__name__", node.target)
+    if name in DIM_POSITIONS:
+        dim = bind(("input",) + ("_",) * (DIM_POSITIONS[name] - 1) + ("dim",), node.args, node.kwargs).get("dim", 0)
+        return f"{name} along dim 0 (the batch)" if dim == 0 else None
+    if name == "transpose":
+        return "transpose of dim 0 (the batch)" if 0 in node.args[1:3] else None
+    if name == "permute":
+        dims = node.args[1] if isinstance(node.args[1], (tuple, list)) else node.args[1:]
+        return "permute moving dim 0 (the batch)" if dims[0] != 0 else None
+    if name == "mean":
+        dim = bind(("self", "dim"), node.args, node.kwargs).get("dim")
+        dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+        return "mean over dim 0 (the batch)" if dim is None or 0 in dims else None
+    return None
+
+
+def _refusal(gm: fx.GraphModule, node: fx.Node, module: nn.Module | None) -> str | None:
+    """Why ``node`` cannot be converted, or None if it can (ReLUs and max pools aside)."""
+    if is_call(node, module, OTHER_ACTIVATION_MODULES, OTHER_ACTIVATION_FUNCTIONS):
+        kind = type(module).__name__ if module is not None else node.target.__name__
+        return (f"cannot convert {describe(gm, node)}: {kind} is not ReLU, and only ReLU activations "
+                f"become spiking neurons; supported: {SUPPORTED}")
+    supported = (
+        is_shape_value(node)
+        or is_call(node, module, SYNAPTIC_MODULES + AFFINE_MODULES, (), ())
+        or is_call(node, module, MOVE_MODULES, MOVE_FUNCTIONS, MOVE_METHODS)
+        or is_call(node, module, AVERAGE_MODULES, AVERAGE_FUNCTIONS, AVERAGE_METHODS)
+        or is_call(node, module, (), ADD_FUNCTIONS, ADD_METHODS)
+    )
+    if not supported:
+        return f"cannot convert {describe(gm, node)}; supported: {SUPPORTED}"
+    use = _batch_dim_use(node)
+    return None if use is None else f"cannot convert {describe(gm, node)}: {use} is not supported"
 
 
 def _prepare(gm: fx.GraphModule) -> tuple[list[str], list[str]]:
-    """Check every node is supported, drop dropouts, give each ReLU and MaxPool call
-    site its own module.  Returns (relu site names, maxpool site names) in graph order."""
+    """Check every node is supported, drop dropouts, give each ReLU and max-pool call
+    site its own module.  Returns (relu site names, max-pool site names) in graph order."""
     relus, pools, taken = [], [], set()
     for node in list(gm.graph.nodes):
         if node.op in ("placeholder", "output", "get_attr"):
             continue
         module = gm.get_submodule(node.target) if node.op == "call_module" else None
-        if isinstance(module, _DROPOUT) or (node.op == "call_function" and node.target in _DROPOUT_FUNCTIONS):
+        if is_call(node, module, DROPOUT_MODULES, DROPOUT_FUNCTIONS):
             node.replace_all_uses_with(node.args[0])
             gm.graph.erase_node(node)
-        elif isinstance(module, nn.ReLU) or (
-            (node.op == "call_function" and node.target in _RELU_FUNCTIONS)
-            or (node.op == "call_method" and node.target in _RELU_METHODS)
-        ):
-            relus.append(_site(gm, node, taken).target)
-        elif isinstance(module, nn.MaxPool2d):
-            if module.dilation not in (1, (1, 1)) or module.return_indices:
-                raise ConversionError(f"{_describe(gm, node)}: MaxPool2d with dilation or return_indices is not supported")
-            pools.append(_site(gm, node, taken).target)
-        elif not (
-            isinstance(module, _PASS_MODULES)
-            or (node.op == "call_function" and node.target in _PASS_FUNCTIONS)
-            or (node.op == "call_method" and node.target in _PASS_METHODS)
-        ):
-            raise ConversionError(f"cannot convert {_describe(gm, node)}; supported: {SUPPORTED}")
+        elif is_call(node, module, RELU_MODULES, RELU_FUNCTIONS, RELU_METHODS):
+            relus.append(_site(gm, node, nn.ReLU(), taken).target)
+        elif is_call(node, module, MAX_POOL_MODULES, MAX_POOL_FUNCTIONS):
+            try:
+                pool = _max_pool_module(node, module)
+            except ConversionError as error:
+                raise ConversionError(f"{describe(gm, node)}: {error}") from None
+            pools.append(_site(gm, node, pool, taken).target)
+        elif (reason := _refusal(gm, node, module)) is not None:
+            raise ConversionError(reason)
     gm.delete_all_unused_submodules()
     gm.recompile()
     return relus, pools
 
 
-def _spiking_pool(pool: nn.MaxPool2d, kind: str) -> nn.Module:
+def _spiking_pool(pool: nn.Module, kind: str) -> nn.Module:
+    """The replacement of a MaxPool2d / AdaptiveMaxPool2d for ``pooling=kind``."""
+    if isinstance(pool, nn.AdaptiveMaxPool2d):
+        if kind == "avg":
+            return nn.AdaptiveAvgPool2d(pool.output_size)
+        return MultiStep((LIPool if kind == "lipool" else SpikeMaxPool)(output_size=pool.output_size))
     args = (pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode)
     if kind == "avg":
         return nn.AvgPool2d(*args)
@@ -215,30 +249,48 @@ def convert(
     Folds BN (Eq. 7), sets λ_l = p-th percentile of each ReLU call site's outputs
     over ``calib_batches`` batches of ``calib_loader`` (iterable of (inputs, targets)),
     then swaps each ReLU call site for ``BurstNeuron(θ_l = theta_scale·λ_l, gamma,
-    reset, v_init)`` and each MaxPool2d for LIPool / SpikeMaxPool / AvgPool2d
-    (``pooling`` = "lipool" / "spikemax" / "avg").  theta_scale = 1 is the method
-    as written; 1/Γ reproduces the paper's released code.  ``lambda_rule="mse"`` sets
-    λ_l instead to the value whose first burst step, θ·clamp(⌊a/θ + v_init⌋, 0, Γ), is
-    closest to the layer's outputs a in mean squared error (p is then unused).
-    Unsupported layers and NaN/inf weights or activations -> ConversionError naming the layer.
+    reset, v_init)`` and each max pool for LIPool / SpikeMaxPool / an average pool over
+    the same windows (``pooling`` = "lipool" / "spikemax" / "avg"); a spiking pool's
+    ``unit`` is the θ of the neurons feeding it, per input channel.  theta_scale = 1 is
+    the method as written; 1/Γ reproduces the paper's released code.  ``lambda_rule="mse"``
+    sets λ_l instead to the value whose first burst step, θ·clamp(⌊a/θ + v_init⌋, 0, Γ), is
+    closest to the layer's outputs a in mean squared error (p is then unused).  Unsupported layers
+    (docs/conversion.md lists the supported ones) and NaN/inf weights or activations ->
+    ConversionError naming the layer.
     """
     _check_args(p, gamma, pooling, reset, v_init, theta_scale, calib_batches, lambda_rule)
     _check_finite(ann)
     gm = fold_bn(ann)
     relus, pools = _prepare(gm)
+    sample: list[torch.Tensor] = []
     mse_step = FirstStep(gamma, theta_scale, v_init) if lambda_rule == "mse" else None
-    lambdas = calibrate(gm, calib_loader, relus, p=p, channel_wise=channel_wise,
+    lambdas = calibrate(gm, _first_inputs(calib_loader, sample), relus, p=p, channel_wise=channel_wise,
                         calib_batches=calib_batches, mse_step=mse_step)
-    neurons = {}
     for name in relus:
-        neurons[name] = BurstNeuron(theta_scale * lambdas[name], gamma=gamma, reset=reset, v_init=v_init)
-        _set_module(gm, name, MultiStep(neurons[name]))
-    sources = {n.target: n.args[0] for n in gm.graph.nodes if n.op == "call_module" and n.target in pools}
+        neuron = BurstNeuron(theta_scale * lambdas[name], gamma=gamma, reset=reset, v_init=v_init)
+        _set_module(gm, name, MultiStep(neuron))
     for name in pools:
-        pool = _spiking_pool(gm.get_submodule(name), pooling)
-        source = sources[name]
-        if isinstance(pool, MultiStep) and isinstance(source, fx.Node) and source.target in neurons:
-            pool.module.unit = neurons[source.target].threshold.clone()
-        _set_module(gm, name, pool)
+        _set_module(gm, name, _spiking_pool(gm.get_submodule(name), pooling))
     gm.recompile()
-    return SpikingNetwork(gm)
+    _set_pool_units(gm, sample[0][:1])
+    return SpikingNetwork(gm, sample_shape=tuple(sample[0].shape[1:]))
+
+
+def _first_inputs(calib_loader: Iterable, first: list[torch.Tensor]) -> Iterator:
+    """The batches of ``calib_loader``; appends the first one's inputs to ``first``."""
+    for batch in calib_loader:
+        if not first:
+            first.append(batch_inputs(batch))
+        yield batch
+
+
+def _set_pool_units(gm: fx.GraphModule, sample: torch.Tensor) -> None:
+    """Each spiking pool's ``unit``: the θ of the neurons feeding it, per input channel
+    (the largest where a sum joins spike trains of different θ), or 1 for analog input."""
+    units = spike_units(gm, sample)
+    for node in gm.graph.nodes:
+        module = gm.get_submodule(node.target) if node.op == "call_module" else None
+        if isinstance(module, MultiStep) and isinstance(module.module, (LIPool, SpikeMaxPool)):
+            unit = units[node.args[0]]
+            if isinstance(unit, SpikeUnit):
+                module.module.unit = per_channel(unit.theta)

@@ -8,6 +8,7 @@ is connected to); the first layer, fed analog input, costs its MACs at every ste
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from torch import Tensor, fx, nn
 from torch.nn.modules.utils import _pair
 from torchmetrics import Metric
 
+from burstsnn.graph_ops import (
+    AVERAGE_FUNCTIONS, AVERAGE_MODULES, DROPOUT_FUNCTIONS, DROPOUT_MODULES, MOVE_MODULES, SYNAPTIC_MODULES,
+    VIEW_FUNCTIONS, VIEW_METHODS, describe,
+)
 from burstsnn.snn.network import MultiStep, SpikingNetwork
 from burstsnn.snn.neurons import BurstNeuron
 from burstsnn.snn.pooling import _SpikingPool
@@ -26,17 +31,15 @@ from burstsnn.snn.pooling import _SpikingPool
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
 
-_SYNAPTIC = (nn.Conv1d, nn.Conv2d, nn.Linear)
-# Nodes between a neuron and a synaptic layer that carry its spikes along unchanged
-# (shape only) or pooled.
-_PASS_MODULES = (
-    nn.Flatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-)
-_PASS_FUNCTIONS = (torch.flatten, F.avg_pool2d, F.adaptive_avg_pool2d, F.dropout, F.dropout1d, F.dropout2d)
-_PASS_METHODS = ("view", "reshape", "flatten", "contiguous")
+# Nodes between a neuron and a synaptic layer that carry its spikes along unchanged (shape
+# only) or pooled: one list with convert (burstsnn.graph_ops). Joins (cat, stack), "mean"
+# and sums are not followed: a layer fed by them has no single spiking source to count.
+_PASS_MODULES = (*MOVE_MODULES, *DROPOUT_MODULES, *AVERAGE_MODULES)
+_PASS_FUNCTIONS = (*(f for f in VIEW_FUNCTIONS if f not in (torch.chunk, torch.split, operator.getitem)),
+                   *DROPOUT_FUNCTIONS, *AVERAGE_FUNCTIONS)
+_PASS_METHODS = tuple(m for m in VIEW_METHODS if m not in ("chunk", "split"))
 # Pass-through pools that average their window: a spike reaches every pooled position whose
 # window holds it.
-_AVG_POOL_MODULES = (nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 _AVG_POOL_FUNCTIONS = {F.avg_pool2d: nn.AvgPool2d, F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d}
 
 
@@ -57,13 +60,6 @@ class SynapticLayer:
     avg_pools: tuple[nn.Module, ...] = ()
 
 
-def _describe(gm: fx.GraphModule, node: fx.Node) -> str:
-    if node.op == "call_module":
-        return f"layer '{node.target}' ({type(gm.get_submodule(node.target)).__name__})"
-    target = getattr(node.target, "__name__", node.target)
-    return f"node '{node.name}' ({node.op} {target})"
-
-
 def _passes_spikes(node: fx.Node, module: nn.Module | None) -> bool:
     """Whether ``node`` (``module``: its module, if a call_module) hands its input's
     spikes on, reshaped or pooled."""
@@ -78,7 +74,7 @@ def _passes_spikes(node: fx.Node, module: nn.Module | None) -> bool:
 
 def _avg_pool(node: fx.Node, module: nn.Module | None) -> nn.Module | None:
     """The average pool that ``node`` applies (a functional one as its module), else None."""
-    if isinstance(module, _AVG_POOL_MODULES):
+    if isinstance(module, AVERAGE_MODULES):
         return module
     if node.op == "call_function" and node.target in _AVG_POOL_FUNCTIONS:
         return _AVG_POOL_FUNCTIONS[node.target](*node.args[1:], **node.kwargs)
@@ -105,7 +101,7 @@ def _synaptic_layer(gm: fx.GraphModule, node: fx.Node) -> SynapticLayer:
         if (pool := _avg_pool(source, module)) is not None:
             avg_pools.append(pool)
         source = source.args[0]
-    found = _describe(gm, source) if isinstance(source, fx.Node) else repr(source)
+    found = describe(gm, source) if isinstance(source, fx.Node) else repr(source)
     raise ValueError(
         f"layer '{node.target}': its input comes from {found}, neither spiking neurons (through "
         "shape-only or pooling nodes) nor the network input; cannot count its synaptic events"
@@ -119,7 +115,7 @@ def synaptic_layers(snn: SpikingNetwork) -> list[SynapticLayer]:
     gm = snn.net
     layers, seen = [], set()
     for node in gm.graph.nodes:
-        if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), _SYNAPTIC):
+        if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), SYNAPTIC_MODULES):
             continue
         if node.target in seen:
             raise ValueError(f"layer '{node.target}' is called more than once; cannot attribute its operations")
@@ -152,7 +148,7 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
 
         return count
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in root.named_modules() if isinstance(m, _SYNAPTIC)]
+    handles = [m.register_forward_hook(hook(n)) for n, m in root.named_modules() if isinstance(m, SYNAPTIC_MODULES)]
     param = next(model.parameters())
     x = torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype)
     training = model.training

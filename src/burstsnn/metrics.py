@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import Metric
 
@@ -85,10 +84,10 @@ class PoolingCorrectRatio(Metric):
     """Share of pooled positions passed on correctly by each spiking max pool (§4.2, Fig. 5b).
 
     update(pool_states {pool: (cumulative input ``[B, C, H, W]``, cumulative output
-    ``[B, C, H', W']``) in spike counts}, pools {pool: module with kernel_size, stride,
-    padding, ceil_mode}, T): target rate = maxpool(cumulative input) / T, output rate =
-    cumulative output / T; among positions with target > 0, counts those with
-    |output − target| < 2/T.  compute() -> {pool: correct / positive positions}.
+    ``[B, C, H', W']``) in spike counts}, pools {pool: LIPool | SpikeMaxPool}, T): target
+    rate = maxpool(cumulative input) / T over the pool's windows, output rate = cumulative
+    output / T; among positions with target > 0, counts those with |output − target| < 2/T
+    (two spikes of the feeding neurons).  compute() -> {pool: correct / positive positions}.
     """
 
     full_state_update = False
@@ -107,10 +106,7 @@ class PoolingCorrectRatio(Metric):
     ) -> None:
         for i, name in enumerate(self.pool_names):
             cumulative_input, cumulative_output = pool_states[name]
-            pool = pools[name]
-            target = F.max_pool2d(
-                cumulative_input, pool.kernel_size, pool.stride, pool.padding, ceil_mode=pool.ceil_mode
-            ) / T
+            target = pools[name].max_pool(cumulative_input) / T
             positive = target > 0
             correct = positive & ((cumulative_output / T - target).abs() < 2 / T)
             self.correct[i] += correct.sum().to(self.correct.device)

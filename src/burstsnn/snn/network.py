@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 from torch import Tensor, fx, nn
 
+from burstsnn.graph_ops import IN_PLACE_METHODS, VIEW_FUNCTIONS, VIEW_METHODS
 from burstsnn.snn.neurons import BurstNeuron
 from burstsnn.snn.pooling import _SpikingPool
 
@@ -29,32 +30,44 @@ class MultiStep(nn.Module):
         return y.flatten(0, 1)
 
 
-def _repeat(value: object, steps: int) -> object:
-    """[B, ...] -> [steps·B, ...] (the same input current at every step)."""
+def _repeat(value: object, steps: int, fresh: bool) -> object:
+    """[B, ...] -> [steps·B, ...] (the same input current at every step); ``fresh``: never
+    a view of ``value`` (the rest modifies it in place)."""
     if not isinstance(value, Tensor):
         return value
-    return value.unsqueeze(0).expand(steps, *value.shape).reshape(-1, *value.shape[1:])
+    repeated = value.unsqueeze(0).expand(steps, *value.shape).reshape(-1, *value.shape[1:])
+    return repeated.clone() if fresh and steps == 1 else repeated  # steps > 1: reshape copied
 
 
-def _split(gm: fx.GraphModule, stateful: set[str]) -> tuple[fx.GraphModule, fx.GraphModule]:
-    """Split ``gm`` into a prefix that does not depend on time (everything before the
-    first stateful module, run once on [B]) and the time-dependent rest.
+def _split(gm: fx.GraphModule, stateful: set[str]) -> tuple[fx.GraphModule, fx.GraphModule, set[int]]:
+    """Split ``gm`` into a prefix that does not depend on time (what the input gives before
+    the first stateful module, run once on [B]) and the time-dependent rest.
 
-    prefix(x) returns a tuple of the values the rest needs; rest(*values repeated
-    over steps) returns the output ``[steps·B, ...]``.
+    prefix(x) returns a tuple of the values the rest needs; rest(*values repeated over
+    steps) returns the output ``[steps·B, ...]``.  Constants (parameters, buffers and what
+    is computed from them alone) have no batch dimension: the rest computes them itself,
+    so they are never repeated.  Also returns the positions of the rest's inputs that it
+    modifies in place (through a view, too), which must be fresh copies at every step.
     """
     nodes = list(gm.graph.nodes)
     output = nodes[-1]
     dynamic: set[fx.Node] = set()
+    batched: set[fx.Node] = set()
     for node in nodes[:-1]:
         if (node.op == "call_module" and node.target in stateful) or any(
             arg in dynamic for arg in node.all_input_nodes
         ):
             dynamic.add(node)
-    frontier = [
-        n for n in nodes[:-1]
-        if n not in dynamic and any(u in dynamic or u is output for u in n.users)
-    ]
+        elif node.op == "placeholder" or any(arg in batched for arg in node.all_input_nodes):
+            batched.add(node)
+    frontier = [n for n in nodes[:-1] if n in batched and any(u in dynamic or u is output for u in n.users)]
+    constants: set[fx.Node] = set()
+    stack = [a for n in (*dynamic, output) for a in n.all_input_nodes if a not in dynamic and a not in batched]
+    while stack:
+        node = stack.pop()
+        if node not in constants:
+            constants.add(node)
+            stack.extend(node.all_input_nodes)
 
     prefix_graph, env = fx.Graph(), {}
     for node in nodes[:-1]:
@@ -68,9 +81,29 @@ def _split(gm: fx.GraphModule, stateful: set[str]) -> tuple[fx.GraphModule, fx.G
     rest_graph = fx.Graph()
     env = {n: rest_graph.placeholder(f"static_{i}") for i, n in enumerate(frontier)}
     for node in nodes:
-        if node in dynamic or node is output:
+        if node in dynamic or node in constants or node is output:
             env[node] = rest_graph.node_copy(node, lambda a: env[a])
-    return prefix, fx.GraphModule(gm, rest_graph)
+    mutated = {i for i, n in enumerate(frontier) if _modified_in_place(n, dynamic)}
+    return prefix, fx.GraphModule(gm, rest_graph), mutated
+
+
+def _modified_in_place(node: fx.Node, dynamic: set[fx.Node]) -> bool:
+    """Whether a time-dependent node modifies ``node``'s value in place, directly or
+    through a view of it."""
+    views, stack = set(), [node]
+    while stack:
+        alias = stack.pop()
+        views.add(alias)
+        for user in alias.users:
+            if user.op == "call_method" and user.target in IN_PLACE_METHODS and user.args[0] is alias:
+                if user in dynamic:
+                    return True
+                stack.append(user)  # add_ returns its input
+            elif user.op == "call_method" and user.target in VIEW_METHODS and user not in views:
+                stack.append(user)
+            elif user.op == "call_function" and user.target in VIEW_FUNCTIONS and user not in views:
+                stack.append(user)
+    return False
 
 
 # Share of the free CUDA memory that chunk=None lets one chunk's activations take.
@@ -124,16 +157,20 @@ class SpikingNetwork(nn.Module):
 
     ``memory_budget`` (bytes, default None) bounds the activations of one chunk when
     ``forward`` picks the chunk (``chunk=None``); see ``forward``.
+
+    ``sample_shape``: one input sample's shape, e.g. ``(3, 32, 32)`` (given by ``convert``,
+    and set by every forward); energy counting reads spike units from it.
     """
 
-    def __init__(self, graph: fx.GraphModule) -> None:
+    def __init__(self, graph: fx.GraphModule, sample_shape: tuple[int, ...] | None = None) -> None:
         super().__init__()
         # Channels-last convolutions are several times faster on CPU for these networks.
         self.net = graph.to(memory_format=torch.channels_last)
         stateful = {name for name, m in graph.named_modules() if isinstance(m, MultiStep)}
         self._stepped = [m for name, m in graph.named_modules() if isinstance(m, MultiStep)]
         # Not registered as submodules: they share graph's modules.
-        self._parts = _split(graph, stateful)
+        *self._parts, self._fresh = _split(graph, stateful)
+        self.sample_shape = sample_shape
         self.memory_budget: int | None = None
         self.last_chunk = 0  # chunk of the last forward
         self.steps = 1  # steps of the chunk being run: modules see [steps·B, ...]
@@ -190,6 +227,7 @@ class SpikingNetwork(nn.Module):
         if chunk is None and x.device.type == "cpu" and self.memory_budget is None:
             chunk = 1
         prefix, rest = self._parts
+        self.sample_shape = tuple(x.shape[1:])
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         self.reset()
@@ -211,7 +249,7 @@ class SpikingNetwork(nn.Module):
         self.steps = steps
         for m in self._stepped:
             m.steps = steps
-        y = rest(*(_repeat(v, steps) for v in static))
+        y = rest(*(_repeat(v, steps, i in self._fresh) for i, v in enumerate(static)))
         return y.view(steps, -1, *y.shape[1:])
 
     def _budget(self, device: torch.device) -> int:

@@ -3,8 +3,10 @@
 Both take burst spike trains (values s·θ, s in 0..Γ) ``[T, B, C, H, W]`` and keep
 ``cumulative_input`` ``[B, C, H, W]`` and ``cumulative_output`` ``[B, C, H', W']``
 (sums over all steps since ``reset()``, in the input's units) readable after a run.
-``unit`` is the θ of the neuron feeding the pool (set by ``convert``; 1 otherwise):
-cumulative state / unit is in spike counts.
+Windows are those of ``nn.MaxPool2d`` (kernel, stride, padding, ceil_mode) or, given
+``output_size``, of ``nn.AdaptiveMaxPool2d``.
+``unit`` is the θ of the neurons feeding the pool, 0-d or per input channel ``[C, 1, 1]``
+(set by ``convert``; 1 otherwise): cumulative state / unit is in spike counts.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from burstsnn.snn.kernels import fused_lipool_step
+from burstsnn.snn.kernels import Windows, fused_lipool_step, window_max
 
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
@@ -34,13 +36,18 @@ class _SpikingPool(nn.Module):
 
     def __init__(
         self,
-        kernel_size: int | tuple[int, int],
+        kernel_size: int | tuple[int, int] | None = None,
         stride: int | tuple[int, int] | None = None,
         padding: int | tuple[int, int] = 0,
         ceil_mode: bool = False,
+        *,
+        output_size: int | tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
-        self.kernel_size = _pair(kernel_size)
+        if (kernel_size is None) == (output_size is None):
+            raise ValueError("give either kernel_size (fixed windows) or output_size (adaptive windows)")
+        self.output_size = None if output_size is None else _pair(output_size)
+        self.kernel_size = None if kernel_size is None else _pair(kernel_size)
         self.stride = _pair(stride) if stride is not None else self.kernel_size
         self.padding = _pair(padding)
         self.ceil_mode = ceil_mode
@@ -49,6 +56,8 @@ class _SpikingPool(nn.Module):
         self.cumulative_output: Tensor | None = None
 
     def extra_repr(self) -> str:
+        if self.output_size is not None:
+            return f"output_size={self.output_size}"
         return (
             f"kernel_size={self.kernel_size}, stride={self.stride}, "
             f"padding={self.padding}, ceil_mode={self.ceil_mode}"
@@ -59,26 +68,48 @@ class _SpikingPool(nn.Module):
         self.cumulative_input = None
         self.cumulative_output = None
 
-    def _maxpool(self, x: Tensor) -> Tensor:
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode)
+    @property
+    def windows(self) -> Windows:
+        """The windows as ``burstsnn.snn.kernels.window_max`` takes them."""
+        if self.output_size is not None:
+            return (self.output_size,)
+        return (self.kernel_size, self.stride, self.padding, self.ceil_mode)
+
+    def max_pool(self, x: Tensor) -> Tensor:
+        """x: ``[N, C, H, W]`` -> the max over each of this pool's windows, ``[N, C, H', W']``."""
+        return window_max(x, self.windows)
+
+    def window_index(self, size: int, out: int, dim: int) -> Tensor:
+        """Input indices ``[out, k]`` of each output's window along spatial dim ``dim``
+        (0: H, 1: W) of an input of ``size``; ``size`` itself marks a slot outside the
+        window (padding, or a shorter adaptive window)."""
+        o = torch.arange(out)
+        if self.output_size is not None:
+            start, end = o * size // out, -(-(o + 1) * size // out)
+        else:
+            start = o * self.stride[dim] - self.padding[dim]
+            end = start + self.kernel_size[dim]
+        index = start.unsqueeze(1) + torch.arange(int((end - start).max()))
+        inside = (index >= 0) & (index < end.unsqueeze(1)) & (index < size)
+        return torch.where(inside, index, size)
 
 
 class LIPool(_SpikingPool):
     """Lateral-inhibition pooling: cumulative output = max-pool of cumulative input.
 
     out(t) = maxpool(C(t)) − maxpool(C(t−1)), the closed form of Eq. 12, for any
-    kernel/stride/padding/ceil_mode that ``nn.MaxPool2d`` accepts.
+    kernel/stride/padding/ceil_mode that ``nn.MaxPool2d`` accepts, or adaptive windows.
     forward(x: [T, B, C, H, W]) -> [T, B, C, H', W'].
     """
 
     def forward(self, x: Tensor) -> Tensor:
         if self.cumulative_input is None:
             self.cumulative_input = torch.zeros_like(x[0])
-            self.cumulative_output = self._maxpool(self.cumulative_input)  # zeros [B, C, H', W']
+            self.cumulative_output = self.max_pool(self.cumulative_input)  # zeros [B, C, H', W']
         total, pooled = self.cumulative_input, self.cumulative_output  # updated in place
         out = _steps_like(pooled, x.shape[0])
         for t in range(x.shape[0]):  # step by step, as in any chunking
-            fused_lipool_step(total, pooled, x[t], out[t], self.kernel_size, self.stride, self.padding, self.ceil_mode)
+            fused_lipool_step(total, pooled, x[t], out[t], self.windows)
         return out
 
 
@@ -120,28 +151,30 @@ class SpikeMaxPool(_SpikingPool):
 
         The winner has the largest c; among equal c, the largest x (this step's input).
         """
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        tiled = (kh, kw) == (sh, sw) and ph == pw == 0 and c.shape[-2] % kh == c.shape[-1] % kw == 0
-        return self._select_tiled(c, x) if tiled else self._select_windows(c, x)
+        if self.output_size is None:
+            (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+            if (kh, kw) == (sh, sw) and ph == pw == 0 and c.shape[-2] % kh == c.shape[-1] % kw == 0:
+                return self._select_tiled(c, x)
+        return self._select_windows(c, x)
 
     def _select_tiled(self, c: Tensor, x: Tensor) -> Tensor:
         """`_select` for windows that tile the input (stride = kernel, no padding): ~3× faster."""
-        best_c = self._maxpool(c)
+        best_c = self.max_pool(c)
         best_c = best_c.repeat_interleave(self.kernel_size[0], -2)
         best_c = best_c.repeat_interleave(self.kernel_size[1], -1)
-        return self._maxpool(torch.where(c == best_c, x, float("-inf")))
+        return self.max_pool(torch.where(c == best_c, x, float("-inf")))
 
     def _select_windows(self, c: Tensor, x: Tensor) -> Tensor:
-        """`_select` for any kernel, stride, padding and ceil_mode."""
-        out_h, out_w = self._maxpool(c).shape[-2:]
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        pad = (pw, pw + kw, ph, ph + kh)  # extra right/bottom room for ceil_mode
-        c, x = F.pad(c, pad, value=float("-inf")), F.pad(x, pad, value=0.0)
+        """`_select` for any windows (kernel, stride, padding, ceil_mode, or adaptive)."""
+        (h, w), (out_h, out_w) = c.shape[-2:], self.max_pool(c).shape[-2:]
+        rows, cols = self.window_index(h, out_h, 0).to(c.device), self.window_index(w, out_w, 1).to(c.device)
+        # One extra row and column (index h, w) for the slots outside a window.
+        c, x = F.pad(c, (0, 1, 0, 1), value=float("-inf")), F.pad(x, (0, 1, 0, 1), value=0.0)
 
-        def windows(t: Tensor) -> Tensor:  # [N, C, Hp, Wp] -> [N, C, H', W', kh·kw] (a view)
-            t = t.unfold(2, kh, sh)[:, :, :out_h].unfold(3, kw, sw)[:, :, :, :out_w]
-            return t.flatten(-2)
+        def gather(t: Tensor) -> Tensor:  # [N, C, H+1, W+1] -> [N, C, H', W', kh·kw]
+            t = t[:, :, rows][..., cols]  # [N, C, H', kh, W', kw]
+            return t.permute(0, 1, 2, 4, 3, 5).flatten(-2)
 
-        c_win, x_win = windows(c), windows(x)
+        c_win, x_win = gather(c), gather(x)
         best_c = c_win.amax(-1, keepdim=True)
         return torch.where(c_win == best_c, x_win, float("-inf")).amax(-1)
