@@ -94,8 +94,11 @@ def test_limits_and_no_validation(tmp_path: Path) -> None:
     dm = module("fashion_mnist", tmp_path, val_size=0, limit_train_samples=16, limit_test_samples=7)
     assert dm.train_set.indices == list(range(16)) and len(dm.test_set) == 7
     assert dm.val_dataloader() == []
+    # A smoke run's limit caps the held-out share at a tenth (the default val_size is 5000).
+    capped = module("fashion_mnist", tmp_path, val_size=5000, limit_train_samples=40)
+    assert capped.val_size == 4 and len(capped.val_set) == 4 and len(capped.train_set) == 36
     with pytest.raises(ValueError, match="val_size"):
-        module("fashion_mnist", tmp_path, val_size=16, limit_train_samples=16)
+        module("fashion_mnist", tmp_path, val_size=50)  # no limit: all 50 images would be held out
 
 
 @pytest.mark.parametrize("world_size", [2, 3])

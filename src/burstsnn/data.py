@@ -7,6 +7,8 @@ normalised with the data set's mean/std; labels are int64.
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,12 +137,18 @@ class _Transformed(Dataset):
         return self.transform(image), label
 
 
+# With data.limit_train_samples, at most this fraction (1/n) of those images is held out.
+VAL_SHARE_OF_LIMIT = 10
+log = logging.getLogger(__name__)
+
+
 class ImageDataModule(pl.LightningDataModule):
     """Train / val / test / calibration loaders for one image data set.
 
     Batches are ``(images: [B, C, image_size, image_size] float32, labels: [B] int64)``.
     The first ``limit_train_samples`` official training images (all when None) are
-    split into ``val_size`` held-out validation images (chosen by a generator
+    split into ``val_size`` held-out validation images (at most a tenth of them when
+    ``limit_train_samples`` is set; chosen by a generator
     seeded with ``split_seed``) and the training split; ``val_size=0`` means no
     validation (``val_dataloader`` returns ``[]``, which Lightning skips). The test
     set is the official one (first ``limit_test_samples`` images).
@@ -253,6 +261,10 @@ class ImageDataModule(pl.LightningDataModule):
         n = len(train_base)
         if self.limit_train_samples is not None:
             n = min(n, self.limit_train_samples)
+            if self.val_size > n // VAL_SHARE_OF_LIMIT:  # e.g. the default 5000 of a 2048-image smoke run
+                log.info("data.val_size=%d capped to %d, a tenth of data.limit_train_samples=%d",
+                         self.val_size, n // VAL_SHARE_OF_LIMIT, n)
+                self.val_size = n // VAL_SHARE_OF_LIMIT
         if self.val_size >= n:
             raise DatasetError(f"data.val_size={self.val_size} leaves no training images out of {n}")
         gen = torch.Generator().manual_seed(self.split_seed)
