@@ -28,7 +28,6 @@ def pattern() -> torch.Tensor:
 
 
 def acs_per_step(snn: SpikingNetwork, x: torch.Tensor, T: int, chunk: int | None = None) -> dict[str, list[float]]:
-    snn.sample_shape = tuple(x.shape[1:])  # a hand-built network knows it after a forward
     ops = SynapticOps(synaptic_layers(snn), T)
     with ops.hooks(snn):
         snn(x, T, chunk)

@@ -273,7 +273,7 @@ def convert(
         _set_module(gm, name, _spiking_pool(gm.get_submodule(name), pooling))
     gm.recompile()
     _set_pool_units(gm, sample[0][:1])
-    return SpikingNetwork(gm, sample_shape=tuple(sample[0].shape[1:]))
+    return SpikingNetwork(gm)
 
 
 def _first_inputs(calib_loader: Iterable, first: list[torch.Tensor]) -> Iterator:

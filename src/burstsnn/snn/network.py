@@ -157,12 +157,9 @@ class SpikingNetwork(nn.Module):
 
     ``memory_budget`` (bytes, default None) bounds the activations of one chunk when
     ``forward`` picks the chunk (``chunk=None``); see ``forward``.
-
-    ``sample_shape``: one input sample's shape, e.g. ``(3, 32, 32)`` (given by ``convert``,
-    and set by every forward); energy counting reads spike units from it.
     """
 
-    def __init__(self, graph: fx.GraphModule, sample_shape: tuple[int, ...] | None = None) -> None:
+    def __init__(self, graph: fx.GraphModule) -> None:
         super().__init__()
         # Channels-last convolutions are several times faster on CPU for these networks.
         self.net = graph.to(memory_format=torch.channels_last)
@@ -170,7 +167,6 @@ class SpikingNetwork(nn.Module):
         self._stepped = [m for name, m in graph.named_modules() if isinstance(m, MultiStep)]
         # Not registered as submodules: they share graph's modules.
         *self._parts, self._fresh = _split(graph, stateful)
-        self.sample_shape = sample_shape
         self.memory_budget: int | None = None
         self.last_chunk = 0  # chunk of the last forward
         self.steps = 1  # steps of the chunk being run: modules see [steps·B, ...]
@@ -227,7 +223,6 @@ class SpikingNetwork(nn.Module):
         if chunk is None and x.device.type == "cpu" and self.memory_budget is None:
             chunk = 1
         prefix, rest = self._parts
-        self.sample_shape = tuple(x.shape[1:])
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         self.reset()
