@@ -386,6 +386,16 @@ def test_mse_lambda_for_uniform_activations_makes_equal_bins():
     assert float(mse_lambda(acts, FirstStep(8, 1 / 8, 0.0))[0]) == pytest.approx(8 / 9, abs=0.01)
 
 
+def test_mse_lambda_per_channel_on_a_subsample(monkeypatch):
+    # Rows longer than MSE_SAMPLES // rows are scored on a random subset of their columns; the
+    # equal-bin optimum 16/17 of each row's range (see above) still comes out.
+    monkeypatch.setattr("burstsnn.calibrate.MSE_SAMPLES", 4 * 2000)
+    scales = torch.tensor([[1.0], [3.0], [0.5], [8.0]])
+    acts = torch.rand(4, 50_000, generator=torch.Generator().manual_seed(3)) * scales
+    lam = mse_lambda(acts, FirstStep(8, 1 / 8, 0.5))
+    assert torch.allclose(lam.float(), 16 / 17 * scales.view(-1), rtol=0.02)
+
+
 def test_convert_with_the_mse_rule_per_layer_and_per_channel():
     torch.manual_seed(0)
     ann = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 4)).eval()

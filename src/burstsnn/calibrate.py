@@ -41,8 +41,9 @@ def batch_inputs(batch: object) -> Tensor:
 
 
 LAMBDA_RULES = ("percentile", "mse")
-# The "mse" rule tries λ = max·k/MSE_CANDIDATES, k = 1..MSE_CANDIDATES, on at most
-# MSE_SAMPLES activations per layer (or per channel), drawn with a fixed seed.
+# The "mse" rule tries λ = max·k/MSE_CANDIDATES, k = 1..MSE_CANDIDATES (max over all of a
+# row's activations), scoring each on at most MSE_SAMPLES activations per layer (split evenly
+# over its channels), drawn with a fixed seed.
 MSE_CANDIDATES = 100
 MSE_SAMPLES = 1 << 18
 
@@ -64,12 +65,14 @@ class FirstStep:
 def mse_lambda(acts: Tensor, step: FirstStep) -> Tensor:
     """acts ``[R, N]`` (a row per channel, or one row) -> λ ``[R]``: the candidate
     λ = max_r·k/MSE_CANDIDATES (k = 1..MSE_CANDIDATES) with the least mean squared error
-    mean_n (step(a, λ) − a)² of each row (the first, smallest of equal ones)."""
+    mean_n (step(a, λ) − a)² of each row (the first, smallest of equal ones), the mean taken
+    over the same MSE_SAMPLES // R columns of every row when N is larger."""
     acts = acts.to(torch.float64)
-    if acts.shape[1] > MSE_SAMPLES:
-        keep = torch.randperm(acts.shape[1], generator=torch.Generator().manual_seed(0))[:MSE_SAMPLES]
-        acts = acts[:, keep]
     top = acts.amax(1, keepdim=True)  # [R, 1]
+    per_row = max(1, MSE_SAMPLES // acts.shape[0])
+    if acts.shape[1] > per_row:
+        keep = torch.randperm(acts.shape[1], generator=torch.Generator().manual_seed(0))[:per_row]
+        acts = acts[:, keep]
     best_err = torch.full((acts.shape[0],), torch.inf, dtype=torch.float64)
     best = top.squeeze(1).clone()
     for k in range(1, MSE_CANDIDATES + 1):
