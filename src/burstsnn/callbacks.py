@@ -30,6 +30,7 @@ class ConversionSettings:
     T: int
     chunk: int | None = None
     lambda_rule: str = "percentile"  # or "mse" (see burstsnn.convert.convert)
+    bias_correction: bool = False  # see burstsnn.convert.convert
 
 
 class ConversionCallback(pl.Callback):
@@ -70,6 +71,7 @@ class ConversionCallback(pl.Callback):
             ann, data.calib_dataloader(), p=s.p, gamma=s.gamma, pooling=s.pooling,
             reset=s.reset, v_init=s.v_init, theta_scale=s.theta_scale,
             channel_wise=s.channel_wise, calib_batches=s.calib_batches, lambda_rule=s.lambda_rule,
+            bias_correction=s.bias_correction,
         )
         calibration_s = time.perf_counter() - started
         image_shape = (data.in_channels, data.image_size, data.image_size)  # as every image comes out

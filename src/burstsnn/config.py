@@ -171,6 +171,7 @@ class JobConfig:
     theta_scale: Any = INVERSE_GAMMA
     channel_wise: bool = False
     lambda_rule: LambdaRule = LambdaRule.percentile
+    bias_correction: bool = False
     calib_batches: int = 1
     chunk: Optional[int] = None
     cache_dir: str = "outputs/ann_cache"

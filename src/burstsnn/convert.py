@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
+from burstsnn.bias import correct_bias
 from burstsnn.calibrate import LAMBDA_RULES, FirstStep, batch_inputs, calibrate
 from burstsnn.errors import ConversionError
 from burstsnn.graph_ops import (
@@ -243,6 +244,7 @@ def convert(
     channel_wise: bool = False,
     calib_batches: int = 1,
     lambda_rule: str = "percentile",
+    bias_correction: bool = False,
 ) -> SpikingNetwork:
     """Convert ``ann`` (not modified) into a ``SpikingNetwork``.
 
@@ -254,7 +256,11 @@ def convert(
     ``unit`` is the θ of the neurons feeding it, per input channel.  theta_scale = 1 is
     the method as written; 1/Γ reproduces the paper's released code.  ``lambda_rule="mse"``
     sets λ_l instead to the value whose first burst step, θ·clamp(⌊a/θ + v_init⌋, 0, Γ), is
-    closest to the layer's outputs a in mean squared error (p is then unused).  Unsupported layers
+    closest to the layer's outputs a in mean squared error (p is then unused).
+    ``bias_correction=True`` then shifts the bias of the conv/linear feeding each neuron (in
+    graph order) so that the neuron's mean input current at the first step on the calibration
+    batches equals the ANN's mean pre-activation there, per channel (see
+    ``burstsnn.bias.correct_bias``).  Unsupported layers
     (docs/conversion.md lists the supported ones) and NaN/inf weights or activations ->
     ConversionError naming the layer.
     """
@@ -262,25 +268,28 @@ def convert(
     _check_finite(ann)
     gm = fold_bn(ann)
     relus, pools = _prepare(gm)
-    sample: list[torch.Tensor] = []
+    inputs: list[torch.Tensor] = []
     mse_step = FirstStep(gamma, theta_scale, v_init) if lambda_rule == "mse" else None
-    lambdas = calibrate(gm, _first_inputs(calib_loader, sample), relus, p=p, channel_wise=channel_wise,
+    lambdas = calibrate(gm, _recorded(calib_loader, inputs), relus, p=p, channel_wise=channel_wise,
                         calib_batches=calib_batches, mse_step=mse_step)
+    reference = copy.deepcopy(gm) if bias_correction else None
     for name in relus:
         neuron = BurstNeuron(theta_scale * lambdas[name], gamma=gamma, reset=reset, v_init=v_init)
         _set_module(gm, name, MultiStep(neuron))
     for name in pools:
         _set_module(gm, name, _spiking_pool(gm.get_submodule(name), pooling))
     gm.recompile()
-    _set_pool_units(gm, sample[0][:1])
-    return SpikingNetwork(gm)
+    _set_pool_units(gm, inputs[0][:1])
+    snn = SpikingNetwork(gm)
+    if reference is not None:
+        correct_bias(snn, reference, torch.cat(inputs))
+    return snn
 
 
-def _first_inputs(calib_loader: Iterable, first: list[torch.Tensor]) -> Iterator:
-    """The batches of ``calib_loader``; appends the first one's inputs to ``first``."""
+def _recorded(calib_loader: Iterable, inputs: list[torch.Tensor]) -> Iterator:
+    """The batches of ``calib_loader``; appends each one's inputs to ``inputs``."""
     for batch in calib_loader:
-        if not first:
-            first.append(batch_inputs(batch))
+        inputs.append(batch_inputs(batch))
         yield batch
 
 

@@ -133,7 +133,7 @@ def conversion_settings(cfg: DictConfig) -> ConversionSettings:
         p=float(cfg.p), gamma=cfg.gamma, pooling=cfg.pooling, reset=cfg.reset,
         v_init=float(cfg.v_init), theta_scale=theta_scale_value(cfg.theta_scale, cfg.gamma),
         channel_wise=cfg.channel_wise, calib_batches=cfg.calib_batches,
-        lambda_rule=cfg.lambda_rule,
+        lambda_rule=cfg.lambda_rule, bias_correction=cfg.bias_correction,
         T=cfg.T, chunk=cfg.chunk,
     )
 

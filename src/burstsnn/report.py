@@ -45,7 +45,7 @@ OUR_METHODS = {"lowlatency": "Low latency (ours)"}
 
 # The knobs every CSV line carries (plus any other that varied), in this order.
 CORE_KNOBS = ("p", "gamma", "pooling", "reset", "v_init", "theta_scale", "channel_wise", "lambda_rule",
-              "calib_batches", "seed", "model.width")
+              "bias_correction", "calib_batches", "seed", "model.width")
 # Config keys that never make rows: the table's columns, and settings that do not change results.
 NOT_KNOBS = ("T", "model.name", "chunk", "cache_dir", "skip_done", "data.root", "data.download",
              "data.num_workers", "data.eval_batch_size")

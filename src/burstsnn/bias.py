@@ -1,0 +1,87 @@
+"""Bias correction: shift the bias feeding each spiking neuron so that, at the first step, its
+mean input current equals the ANN's mean pre-activation, channel by channel (post-training
+quantisation's empirical bias correction, applied to the burst neurons' first step)."""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch import Tensor, fx, nn
+
+from burstsnn.errors import ConversionError
+from burstsnn.snn.network import SpikingNetwork
+
+BIASED_MODULES = (nn.Conv1d, nn.Conv2d, nn.Linear)
+ADDS = (operator.add, torch.add)
+
+
+class _ChannelMean:
+    """Forward pre-hook: the mean of a module's input ``[N, C, ...]`` over all but dim 1 -> ``[C]``."""
+
+    def __init__(self) -> None:
+        self.total: Tensor | None = None
+        self.count = 0
+
+    def __call__(self, module: nn.Module, args: tuple) -> None:
+        x = args[0].detach().to(torch.float64)
+        rows = x.transpose(0, 1).reshape(x.shape[1], -1)
+        self.total = rows.sum(1) if self.total is None else self.total + rows.sum(1)
+        self.count += rows.shape[1]
+
+    @property
+    def mean(self) -> Tensor:
+        return self.total / self.count
+
+
+def _channel_means(gm: fx.GraphModule, names: list[str], run) -> dict[str, Tensor]:
+    """name -> per-channel mean ``[C]`` of module ``name``'s input while ``run()`` runs."""
+    hooks = {name: _ChannelMean() for name in names}
+    handles = [gm.get_submodule(name).register_forward_pre_hook(hook) for name, hook in hooks.items()]
+    try:
+        run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: hook.mean for name, hook in hooks.items()}
+
+
+def _biased_layer(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
+    """The conv/linear whose bias is the neuron ``node``'s input current: the module
+    computing ``node``'s input, or a summand of the add computing it (a residual block's
+    last conv). ConversionError if there is none or its output has other users."""
+    source = node.args[0]
+    candidates = [source]
+    if source.op == "call_function" and source.target in ADDS:
+        candidates = [a for a in source.args if isinstance(a, fx.Node)]
+    for candidate in candidates:
+        if candidate.op != "call_module" or len(candidate.users) != 1:
+            continue
+        layer = gm.get_submodule(candidate.target)
+        if isinstance(layer, BIASED_MODULES):
+            if layer.bias is None:
+                out = layer.out_channels if isinstance(layer, nn.Conv1d | nn.Conv2d) else layer.out_features
+                layer.bias = nn.Parameter(torch.zeros(out, device=layer.weight.device, dtype=layer.weight.dtype))
+            return layer
+    raise ConversionError(
+        f"bias_correction: neuron '{node.target}' is not fed by a conv/linear (directly or through "
+        "an add) whose output goes nowhere else; set bias_correction=false"
+    )
+
+
+@torch.no_grad()
+def correct_bias(snn: SpikingNetwork, reference: fx.GraphModule, x: Tensor) -> None:
+    """Shift biases of ``snn`` in place, neuron by neuron in graph order, so that each
+    neuron's mean input current at the first step on ``x`` ``[B, ...]`` equals, per channel,
+    the mean pre-activation of the same ReLU call site in ``reference`` (the BN-folded ANN
+    whose ReLU sites carry the neurons' names). Later neurons are corrected after the
+    earlier ones, so each sees the corrected first step of the layers before it."""
+    graph = snn.net
+    x = x.to(next(graph.parameters()).device)
+    sites = [name for name, _ in snn.neurons()]
+    nodes = {node.target: node for node in graph.graph.nodes if node.op == "call_module"}
+    targets = _channel_means(reference, sites, lambda: reference(x))
+    for name in sites:
+        layer = _biased_layer(graph, nodes[name])
+        got = _channel_means(graph, [name], lambda: snn(x, 1))[name]
+        layer.bias += (targets[name] - got).to(layer.bias.dtype)
