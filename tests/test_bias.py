@@ -63,6 +63,7 @@ def channel_means(z):
 @pytest.fixture(scope="module")
 def setting():
     x = torch.randn(32, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
     ann = ready(TinyResidual(), x)
     kwargs = dict(gamma=GAMMA, theta_scale=1 / GAMMA, v_init=0.5, channel_wise=True, lambda_rule="mse")
     with torch.no_grad():
@@ -84,10 +85,10 @@ def test_corrected_first_step_means_equal_the_anns(setting):
         before = [channel_means(z) for z in first_step(plain, x)[0]]
         after = [channel_means(z) for z in first_step(corrected, x)[0]]
     # The quantisers shift the means of the layers behind them (so this test can fail) ...
-    assert all((b - t).abs().max() > 1e-2 for b, t in zip(before[1:], targets[1:]))
+    assert all((b - t).abs().max() > 1e-2 for b, t in zip(before[1:], targets[1:]))  # 0.027, 0.032
     # ... and the correction takes that shift out, layer by layer (the stem sees the image).
     for a, t in zip(after, targets):
-        assert torch.allclose(a, t, atol=1e-4)
+        assert torch.allclose(a, t, atol=1e-5)
 
 
 def test_correction_moves_only_biases(setting):

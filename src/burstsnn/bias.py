@@ -4,16 +4,14 @@ quantisation's empirical bias correction, applied to the burst neurons' first st
 
 from __future__ import annotations
 
-import operator
-
 import torch
 from torch import Tensor, fx, nn
 
 from burstsnn.errors import ConversionError
+from burstsnn.graph_ops import ADD_FUNCTIONS, ADD_METHODS, is_call
 from burstsnn.snn.network import SpikingNetwork
 
-BIASED_MODULES = (nn.Conv1d, nn.Conv2d, nn.Linear)
-ADDS = (operator.add, torch.add)
+BIASED_MODULES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
 
 
 class _ChannelMean:
@@ -47,25 +45,27 @@ def _channel_means(gm: fx.GraphModule, names: list[str], run) -> dict[str, Tenso
 
 
 def _biased_layer(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
-    """The conv/linear whose bias is the neuron ``node``'s input current: the module
-    computing ``node``'s input, or a summand of the add computing it (a residual block's
-    last conv). ConversionError if there is none or its output has other users."""
+    """The conv/linear (or unfolded BatchNorm) whose bias is part of the neuron ``node``'s input
+    current: the module computing ``node``'s input, or a summand of the add computing it (a
+    residual block's last conv). ConversionError if there is none or its output has other users."""
     source = node.args[0]
     candidates = [source]
-    if source.op == "call_function" and source.target in ADDS:
+    if is_call(source, None, (), ADD_FUNCTIONS, ADD_METHODS):
         candidates = [a for a in source.args if isinstance(a, fx.Node)]
     for candidate in candidates:
         if candidate.op != "call_module" or len(candidate.users) != 1:
             continue
         layer = gm.get_submodule(candidate.target)
         if isinstance(layer, BIASED_MODULES):
+            if layer.bias is None and isinstance(layer, nn.BatchNorm1d | nn.BatchNorm2d):
+                continue  # affine=False: no bias to shift
             if layer.bias is None:
                 out = layer.out_channels if isinstance(layer, nn.Conv1d | nn.Conv2d) else layer.out_features
                 layer.bias = nn.Parameter(torch.zeros(out, device=layer.weight.device, dtype=layer.weight.dtype))
             return layer
     raise ConversionError(
-        f"bias_correction: neuron '{node.target}' is not fed by a conv/linear (directly or through "
-        "an add) whose output goes nowhere else; set bias_correction=false"
+        f"bias_correction: neuron '{node.target}' is not fed by a conv/linear/BatchNorm with a bias "
+        "(directly or through an add) whose output goes nowhere else; set bias_correction=false"
     )
 
 
