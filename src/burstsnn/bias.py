@@ -4,6 +4,8 @@ quantisation's empirical bias correction, applied to the burst neurons' first st
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, fx, nn
 
@@ -32,7 +34,7 @@ class _ChannelMean:
         return self.total / self.count
 
 
-def _channel_means(gm: fx.GraphModule, names: list[str], run) -> dict[str, Tensor]:
+def _channel_means(gm: fx.GraphModule, names: list[str], run: Callable[[], object]) -> dict[str, Tensor]:
     """name -> per-channel mean ``[C]`` of module ``name``'s input while ``run()`` runs."""
     hooks = {name: _ChannelMean() for name in names}
     handles = [gm.get_submodule(name).register_forward_pre_hook(hook) for name, hook in hooks.items()]
