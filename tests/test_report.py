@@ -231,8 +231,23 @@ def test_skip_done_is_not_a_row_knob(tmp_path: Path) -> None:
 
 
 def test_our_lowlatency_preset_gets_its_title(tmp_path: Path) -> None:
-    lowlatency = fake_result(T=2, gamma=8, v_init=0.5)
+    # Γ=5, p=99.9 and LIPool are also the paper's Burst (Γ=5) row: the preset's title wins, and
+    # the row carries no paper numbers. A named row lists only the knobs that tell rows of its
+    # name apart (here none: one row each).
+    lowlatency = fake_result(T=2, gamma=5, v_init=0.5)
     lowlatency["overrides"] = ["model=vgg16", "method=lowlatency"]
     table = build_table(load_results(write_results(tmp_path / "sweep", [fake_result(T=32), lowlatency])))
-    assert [row.label for row in table.rows] == ["Burst (Γ=5), v_init=0.0", "Low latency (ours), Γ=8, v_init=0.5"]
-    assert table.Ts == [2, 16, 32] and table.cell("Low latency (ours), Γ=8, v_init=0.5", "vgg16", 16) is None
+    assert [row.label for row in table.rows] == ["Burst (Γ=5)", "Low latency (ours)"]
+    assert [row.paper_name for row in table.rows] == ["Burst (Γ=5)", None]
+    assert table.Ts == [2, 16, 32] and table.cell("Low latency (ours)", "vgg16", 16) is None
+
+
+def test_named_rows_show_the_knobs_that_tell_them_apart(tmp_path: Path) -> None:
+    runs = [fake_result(T=32, theta_scale=scale) for scale in ("1/gamma", 1.0)]
+    for gamma in (8, 4):
+        run = fake_result(T=2, gamma=gamma, v_init=0.5)
+        run["overrides"] = ["model=vgg16", "method=lowlatency"]
+        runs.append(run)
+    table = build_table(load_results(write_results(tmp_path / "sweep", runs)))
+    assert sorted(row.label for row in table.rows) == [
+        "Burst (Γ=5), θ = λ", "Burst (Γ=5), θ = λ/Γ", "Low latency (ours), Γ=4", "Low latency (ours), Γ=8"]

@@ -244,20 +244,22 @@ def method_override(run: dict[str, Any]) -> str | None:
     return None
 
 
-def row_label(knobs: dict[str, Any], config: dict[str, Any], method: str | None = None) -> str:
-    """The paper's name (plus any other varied knob), else our preset's title (plus the varied
-    knobs), else the varied knobs, else the core ones."""
-    name = paper_name(config)
+def row_name(config: dict[str, Any], method: str | None) -> str | None:
+    """Our preset's title when the run was started with one (``method``), else the paper's
+    row name that the knobs reproduce, else None."""
+    return OUR_METHODS[method] if method in OUR_METHODS else paper_name(config)
+
+
+def row_label(knobs: dict[str, Any], config: dict[str, Any], name: str | None, shown: Sequence[str]) -> str:
+    """``name`` (see row_name) plus the knobs in ``shown`` (those that tell rows of that name
+    apart), else the varied knobs, else the core ones."""
+    gamma = config.get("gamma")
     if name is not None:
-        others = (_knob_label(k, v, config.get("gamma"))
-                  for k, v in knobs.items() if k not in PAPER_ROWS[name])
-        return ", ".join([name, *others])
-    if method in OUR_METHODS:
-        return ", ".join([OUR_METHODS[method], *(_knob_label(k, v, config.get("gamma")) for k, v in knobs.items())])
+        own = PAPER_ROWS.get(name, {})
+        return ", ".join([name, *(_knob_label(k, knobs[k], gamma) for k in shown if k not in own)])
     if knobs:
-        return ", ".join(_knob_label(k, v, config.get("gamma")) for k, v in knobs.items())
-    return ", ".join(_knob_label(k, config.get(k), config.get("gamma"))
-                     for k in ("p", "pooling", "gamma", "theta_scale"))
+        return ", ".join(_knob_label(k, v, gamma) for k, v in knobs.items())
+    return ", ".join(_knob_label(k, config.get(k), gamma) for k in ("p", "pooling", "gamma", "theta_scale"))
 
 
 def _sortable(value: Any) -> tuple[int, Any]:
@@ -351,13 +353,19 @@ def build_table(results: Sequence[dict[str, Any]], Ts: Sequence[int] | None = No
     fixed = {k: v for k, v in flats[0].items() if _is_knob(k) and k not in varied
              and all(f.get(k) == v for f in flats)}
     rows, duplicates = [], []
+    named = []  # (knobs, config, name, runs) per row
     for key, runs in groups.items():
-        knobs = dict(zip(varied, key))
         first = next(iter(runs.values()))[0]
         config = flatten(first["config"])
+        named.append((dict(zip(varied, key)), config, row_name(config, method_override(first)), runs))
+    # A named row shows the knobs that differ between rows of the same name.
+    shown = {name: [k for k in varied if len({repr(kn[k]) for kn, _, n, _ in named if n == name}) > 1]
+             for name in {n for _, _, n, _ in named}}
+    for knobs, config, name, runs in named:
         for model_runs in runs.values():
             model_runs.sort(key=lambda r: -r["snn"]["T"])
-        row = Row(row_label(knobs, config, method_override(first)), knobs, paper_name(config), runs)
+        paper = name if name in PAPER_ROWS else None
+        row = Row(row_label(knobs, config, name, shown[name]), knobs, paper, runs)
         for model in runs:
             for T in Ts:
                 cell, tied = _cell(runs[model], T)
