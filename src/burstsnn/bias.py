@@ -4,7 +4,8 @@ quantisation's empirical bias correction, applied to the burst neurons' first st
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, fx, nn
@@ -34,16 +35,17 @@ class _ChannelMean:
         return self.total / self.count
 
 
-def _channel_means(gm: fx.GraphModule, names: list[str], run: Callable[[], object]) -> dict[str, Tensor]:
-    """name -> per-channel mean ``[C]`` of module ``name``'s input while ``run()`` runs."""
+@contextmanager
+def input_means(gm: fx.GraphModule, names: Sequence[str]) -> Iterator[dict[str, _ChannelMean]]:
+    """Within the block, accumulate the per-channel mean of each module ``name``'s input over
+    every forward (read ``[name].mean``, ``[C]``, after the block)."""
     hooks = {name: _ChannelMean() for name in names}
     handles = [gm.get_submodule(name).register_forward_pre_hook(hook) for name, hook in hooks.items()]
     try:
-        run()
+        yield hooks
     finally:
         for handle in handles:
             handle.remove()
-    return {name: hook.mean for name, hook in hooks.items()}
 
 
 def _biased_layer(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
@@ -72,18 +74,17 @@ def _biased_layer(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
 
 
 @torch.no_grad()
-def correct_bias(snn: SpikingNetwork, reference: fx.GraphModule, x: Tensor) -> None:
+def correct_bias(snn: SpikingNetwork, targets: dict[str, Tensor], x: Tensor) -> None:
     """Shift biases of ``snn`` in place, neuron by neuron in graph order, so that each
-    neuron's mean input current at the first step on ``x`` ``[B, ...]`` equals, per channel,
-    the mean pre-activation of the same ReLU call site in ``reference`` (the BN-folded ANN
-    whose ReLU sites carry the neurons' names). Later neurons are corrected after the
-    earlier ones, so each sees the corrected first step of the layers before it."""
+    neuron's mean input current at the first step on ``x`` ``[B, ...]`` equals ``targets[name]``
+    ``[C]`` (the ANN's mean pre-activation at that ReLU call site on the same inputs, recorded
+    with ``input_means`` during calibration). Later neurons are corrected after the earlier
+    ones, so each sees the corrected first step of the layers before it."""
     graph = snn.net
     x = x.to(next(graph.parameters()).device)
-    sites = [name for name, _ in snn.neurons()]
     nodes = {node.target: node for node in graph.graph.nodes if node.op == "call_module"}
-    targets = _channel_means(reference, sites, lambda: reference(x))
-    for name in sites:
+    for name, _ in snn.neurons():
         layer = _biased_layer(graph, nodes[name])
-        got = _channel_means(graph, [name], lambda: snn(x, 1))[name]
-        layer.bias += (targets[name] - got).to(layer.bias.dtype)
+        with input_means(graph, [name]) as got:
+            snn(x, 1)
+        layer.bias += (targets[name] - got[name].mean).to(layer.bias.dtype)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from burstsnn.bias import correct_bias
+from burstsnn.bias import correct_bias, input_means
 from burstsnn.calibrate import LAMBDA_RULES, FirstStep, batch_inputs, calibrate
 from burstsnn.errors import ConversionError
 from burstsnn.graph_ops import (
@@ -270,9 +270,10 @@ def convert(
     relus, pools = _prepare(gm)
     inputs: list[torch.Tensor] = []
     mse_step = FirstStep(gamma, theta_scale, v_init) if lambda_rule == "mse" else None
-    lambdas = calibrate(gm, _recorded(calib_loader, inputs), relus, p=p, channel_wise=channel_wise,
-                        calib_batches=calib_batches, mse_step=mse_step)
-    reference = copy.deepcopy(gm) if bias_correction else None
+    # With bias_correction, the ANN's mean pre-activations at each ReLU site on the same batches.
+    with input_means(gm, relus if bias_correction else []) as preactivations:
+        lambdas = calibrate(gm, _recorded(calib_loader, inputs), relus, p=p, channel_wise=channel_wise,
+                            calib_batches=calib_batches, mse_step=mse_step)
     for name in relus:
         neuron = BurstNeuron(theta_scale * lambdas[name], gamma=gamma, reset=reset, v_init=v_init)
         _set_module(gm, name, MultiStep(neuron))
@@ -281,8 +282,8 @@ def convert(
     gm.recompile()
     _set_pool_units(gm, inputs[0][:1])
     snn = SpikingNetwork(gm)
-    if reference is not None:
-        correct_bias(snn, reference, torch.cat(inputs))
+    if bias_correction:
+        correct_bias(snn, {name: mean.mean for name, mean in preactivations.items()}, torch.cat(inputs))
     return snn
 
 
