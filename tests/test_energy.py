@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from burstsnn.convert import convert
-from burstsnn.energy import SynapticOps, count_macs, energy_over_t, energy_report, synaptic_layers
+from burstsnn.energy import SynapticOps, _counts_over_samples, count_macs, energy_over_t, energy_report, synaptic_layers
 from burstsnn.snn.network import MultiStep, SpikingNetwork
 from burstsnn.snn.neurons import BurstNeuron
 
@@ -207,6 +207,42 @@ def test_acs_are_exact_counts_whatever_the_batches():
     assert torch.all(whole > 0) and torch.equal(whole, whole.round())
     assert torch.equal(total_acs([x[:3], x[3:]]), whole)
     assert torch.equal(total_acs([x[0::2], x[1::2]]), whole)
+
+
+def test_acs_behind_lipool_are_the_spikes_it_passes_on_counted_one_by_one():
+    """The hook sums spike values over the batch before dividing by θ; the count must equal
+    every value divided by θ and rounded on its own (done here), behind an LIPool too."""
+    torch.manual_seed(0)
+    ann = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(3 * 4 * 4, 5),
+    ).eval()
+    x = torch.rand(300, 1, 8, 8)
+    snn = convert(ann, [(x, torch.zeros(300))], gamma=5, theta_scale=1 / 5, pooling="lipool")
+    theta = snn.net.get_submodule("1").module.threshold
+    pooled_spikes = []
+    handle = snn.net.get_submodule("2").register_forward_hook(
+        lambda module, inputs, output: pooled_spikes.append((output / theta).round().sum().item())
+    )
+    ops = SynapticOps(synaptic_layers(snn), 40)
+    try:
+        with ops.hooks(snn):
+            snn(x, 40)
+            ops.update(300)
+    finally:
+        handle.remove()
+    assert sum(pooled_spikes) > 10_000
+    assert ops.acs.sum().item() == sum(pooled_spikes) * 5
+
+
+def test_spike_counts_summed_in_chunks_are_exact():
+    """3000 samples (4 chunks of at most 774) of up to Γ = 7 spikes with an awkward θ:
+    the float32 sums divided by θ come out as the exact integer counts."""
+    generator = torch.Generator().manual_seed(0)
+    theta = torch.tensor(0.1234567, dtype=torch.float32)
+    spikes = torch.randint(0, 8, (2, 3000, 4, 3, 3), generator=generator)
+    counts = _counts_over_samples(spikes.float() * theta, theta, gamma=7)
+    assert counts.dtype == torch.float64
+    assert torch.equal(counts, spikes.sum(1).double())
 
 
 def test_linear_acs_match_spike_probes_with_channel_wise_theta():
