@@ -68,7 +68,7 @@ class DataConfig:
     in_channels: int = 1
     num_classes: int = 10
     batch_size: int = 128
-    eval_batch_size: int = 256
+    eval_batch_size: int = 128
     num_workers: int = 0
     val_size: int = 5000
     split_seed: int = 0
