@@ -55,6 +55,7 @@ def fake_result(
         "logger": {"name": "none"},
         "p": p, "gamma": gamma, "T": T, "pooling": pooling, "reset": "soft", "v_init": 0.0,
         "theta_scale": theta_scale, "channel_wise": False, "calib_batches": 1, "seed": 0,
+        "lambda_rule": "percentile", "bias_correction": False,
         "chunk": None, "cache_dir": "outputs/ann_cache",
     }
     for key, value in knobs.items():  # "model.width" → config["model"]["width"]

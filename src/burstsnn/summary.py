@@ -8,6 +8,15 @@ from rich.console import Console
 from rich.table import Table
 
 
+def calibration_line(cfg: dict[str, Any]) -> str:
+    """How λ was set: rule, per layer or channel, bias correction, calibration batches."""
+    rule = f"p={cfg['p']} percentile" if cfg["lambda_rule"] == "percentile" else "least squared error"
+    scope = "per channel" if cfg["channel_wise"] else "per layer"
+    corrected = ", biases corrected" if cfg["bias_correction"] else ""
+    batches = cfg["calib_batches"]
+    return f"λ: {rule} {scope}{corrected} ({batches} training batch{'es' if batches > 1 else ''})"
+
+
 def print_summary(results: dict[str, Any], console: Console | None = None) -> None:
     """Print the ANN, the conversion settings and the SNN's accuracy/energy as one table."""
     cfg, ann, snn = results["config"], results["ann"], results["snn"]
@@ -18,9 +27,10 @@ def print_summary(results: dict[str, Any], console: Console | None = None) -> No
     table.add_column()
     table.add_row("ANN", f"{100 * ann['test_acc']:.2f} % test accuracy "
                          f"({'trained' if ann['trained'] else 'cached'}: {ann['checkpoint']})")
-    table.add_row("conversion", f"p={cfg['p']}  Γ={cfg['gamma']}  pooling={cfg['pooling']}  "
+    table.add_row("conversion", f"Γ={cfg['gamma']}  pooling={cfg['pooling']}  "
                                 f"reset={cfg['reset']}  v_init={cfg['v_init']}  "
                                 f"θ={snn['theta_scale']:.3g}·λ ({cfg['theta_scale']})")
+    table.add_row("calibration", calibration_line(cfg))
     marks = sorted({t for t in (8, 16, 32, 64, 128, 256) if t < T} | {T})
     table.add_row("SNN accuracy", "  ".join(
         f"t={t}: {100 * snn['acc_over_t'][t - 1]:.2f} %" for t in marks))

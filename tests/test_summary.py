@@ -1,0 +1,22 @@
+"""The job's console summary names every conversion knob that changes the SNN."""
+
+from io import StringIO
+
+from rich.console import Console
+
+from burstsnn.summary import print_summary
+from results_fixtures import fake_result
+
+
+def summary_text(**knobs) -> str:
+    console = Console(file=StringIO(), width=200)
+    print_summary(fake_result(**knobs), console)
+    return console.file.getvalue()
+
+
+def test_summary_names_the_lambda_rule_and_its_calibration():
+    default = summary_text(lambda_rule="percentile", bias_correction=False)
+    assert "λ: p=99.9 percentile per layer (1 training batch)" in default
+    lowlatency = summary_text(lambda_rule="mse", channel_wise=True, bias_correction=True, calib_batches=4)
+    assert "λ: least squared error per channel, biases corrected (4 training batches)" in lowlatency
+    assert "Γ=5  pooling=lipool" in lowlatency
