@@ -8,9 +8,9 @@ from hydra import compose, initialize_config_dir
 from conftest import CONF
 
 
-def composed(*overrides: str):
+def composed(*overrides: str, with_hydra: bool = False):
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=with_hydra)
 
 
 # The paper's Table 1 rows (§4.2): Max-norm = p 100 with the spike max-pool, p-Norm = p 99.9 with
@@ -22,6 +22,19 @@ def composed(*overrides: str):
 def test_table1_rows_in_the_table1_preset(method: str, p: float, pooling: str, gamma: int) -> None:
     cfg = composed("experiment=table1", f"method={method}")
     assert (cfg.p, cfg.pooling, cfg.gamma, cfg.T) == (p, pooling, gamma, 32)
+
+
+def test_table1_presets_sweep_the_rows_between_them() -> None:
+    def swept(preset: str) -> dict[str, str]:
+        return dict(composed(f"experiment={preset}", with_hydra=True).hydra.sweeper.params)
+
+    table1, as_written = swept("table1"), swept("table1_as_written")
+    assert table1["model"] == as_written["model"] == "vgg16,resnet20"
+    assert table1["method"].split(",") == ["max_norm", "p_norm", "lipooling", "burst2", "burst5", "lowlatency"]
+    assert as_written["method"].split(",") == ["burst2_as_written", "burst5_as_written"]
+    for method in as_written["method"].split(","):
+        cfg = composed("experiment=table1_as_written", f"method={method}")
+        assert cfg.theta_scale == 1 and cfg.T == 32
 
 
 def test_lowlatency_keeps_its_own_T_in_the_table1_preset() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from burstsnn.report import (PAPER_ACC, PAPER_ANN, ReportError, build_table, frontier, load_results,
                              to_csv, to_markdown, varied_knobs, write_report)
-from results_fixtures import fake_result, write_fake_sweep, write_results
+from results_fixtures import TABLE1_ROWS, fake_result, write_fake_sweep, write_results
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
 # The paper's Table 1 (CIFAR100): method -> VGG16 at T = 16, 32, ResNet20 at T = 16, 32 (%).
@@ -251,3 +251,13 @@ def test_named_rows_show_the_knobs_that_tell_them_apart(tmp_path: Path) -> None:
     table = build_table(load_results(write_results(tmp_path / "sweep", runs)))
     assert sorted(row.label for row in table.rows) == [
         "Burst (Γ=5), θ = λ", "Burst (Γ=5), θ = λ/Γ", "Low latency (ours), Γ=4", "Low latency (ours), Γ=8"]
+
+
+def test_a_companion_sweep_in_a_sub_folder_adds_its_rows(tmp_path: Path) -> None:
+    # experiment=table1 (θ = λ/Γ) with experiment=table1_as_written (θ = λ) run into a sub-folder.
+    sweep = write_fake_sweep(tmp_path / "table1", theta_scales=("1/gamma",))
+    write_fake_sweep(sweep / "as_written", rows=TABLE1_ROWS[3:], theta_scales=(1,))
+    table = build_table(load_results(sweep))
+    labels = [row.label for row in table.rows]
+    assert labels.count("Burst (Γ=5), θ = λ") == labels.count("Burst (Γ=5), θ = λ/Γ") == 1
+    assert len(labels) == 7 and table.cell("Burst (Γ=2), θ = λ", "resnet20", 32) is not None
