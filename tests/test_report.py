@@ -261,3 +261,16 @@ def test_a_companion_sweep_in_a_sub_folder_adds_its_rows(tmp_path: Path) -> None
     labels = [row.label for row in table.rows]
     assert labels.count("Burst (Γ=5), θ = λ") == labels.count("Burst (Γ=5), θ = λ/Γ") == 1
     assert len(labels) == 7 and table.cell("Burst (Γ=2), θ = λ", "resnet20", 32) is not None
+
+
+def test_a_row_shorter_than_the_table_shows_its_own_energy_and_latency(tmp_path: Path) -> None:
+    # The lowlatency row runs T = 2 beside T = 32 rows: its energy at T = 2 and its 1-point
+    # latency must show, not "–" for want of a T = 32 run.
+    lowlatency = fake_result(T=2, gamma=5, v_init=0.5)
+    lowlatency["overrides"] = ["model=vgg16", "method=lowlatency"]
+    lowlatency["snn"]["acc_over_t"] = [0.90, 0.92]
+    lowlatency["snn"]["energy_over_t"] = [0.14, 0.27]
+    table = build_table(load_results(write_results(tmp_path / "sweep", [fake_result(T=32), lowlatency])))
+    line = next(line for line in to_markdown(table).splitlines()
+                if line.startswith("| Low latency (ours)") and "best" not in line and "(t=2)" in line)
+    assert line.endswith("| 0.270 (T=2) | 2 (0.270) |")
