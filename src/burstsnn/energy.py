@@ -203,7 +203,9 @@ def _counts_over_samples(values: Tensor, theta: Tensor, gamma: int) -> Tensor:
     (2^-24 in float32) a sum of n values, each s·θ rounded once, is within about
     n·u·Σs·θ of θ·Σs, and Σs ≤ n·Γ: so n²·Γ·u must stay well below ½ for the rounded
     quotient to be the exact count. At most ``⌊√(1/(4·u·Γ))⌋`` samples are summed at a
-    time (915 in float32 at Γ = 5), which keeps the error under ¼ of a spike.
+    time (915 in float32 at Γ = 5), which keeps the error under ¼ of a spike. A spiking
+    pool's output (a difference of cumulative sums) is off by a few more ulps per value;
+    ``tests/test_energy.py`` checks the counts behind an LIPool against one-by-one rounding.
     """
     unit_roundoff = torch.finfo(values.dtype).eps / 2
     samples = max(1, math.isqrt(int(0.25 / (unit_roundoff * gamma))))
@@ -285,10 +287,10 @@ class SynapticOps(Metric):
         # events of a step over all samples are those of their summed counts, so each step
         # only adds its counts up over the batch and ``update`` counts the events once per
         # step. Chunks arrive in step order.
-
         def accumulate(module: nn.Module, inputs: tuple, output: Tensor) -> None:
             values = output.view(snn.steps, -1, *output.shape[1:])  # [steps, B, ...] spike values s·θ
-            self._pending.setdefault(layer.name, []).append(_counts_over_samples(values, layer.input_unit, layer.input_gamma))
+            counts = _counts_over_samples(values, layer.input_unit, layer.input_gamma)  # [steps, C, ...]
+            self._pending.setdefault(layer.name, []).append(counts)
 
         return accumulate
 
