@@ -98,6 +98,12 @@ class Row:
         runs = self.runs.get(model)
         return runs[0] if runs else None
 
+    def last_cell(self, model: str) -> tuple[int | None, Cell | None]:
+        """(T, cell) of ``model`` at the largest T the row has a cell for ((None, None) if
+        none): a row simulated for fewer steps than the table's last T is read there."""
+        T = max((T for m, T in self.cells if m == model), default=None)
+        return T, None if T is None else self.cells[(model, T)]
+
 
 @dataclass
 class Table:
@@ -313,8 +319,9 @@ def _notes(table: Table, results: Sequence[dict[str, Any]], fixed: dict[str, Any
         "(one T=32 simulation answers T=16 and T=32).",
         "best acc over t≤T: the best accuracy at any step t ≤ T (the step in parentheses), an oracle "
         "choice of t; energy: SNN/ANN energy ratio had the run stopped at t = T, or at the row's "
-        "own last step where it ran fewer (marked (T=…)) (E_AC = 0.9 pJ, E_MAC = 4.6 pJ); T to ≤ 1 pt loss: the first step whose accuracy is within "
-        "1 point of the ANN, with the energy ratio there (– : not within the run's steps).",
+        "own last step where it ran fewer (marked (T=…)) (E_AC = 0.9 pJ, E_MAC = 4.6 pJ); "
+        "T to ≤ 1 pt loss: the first step whose accuracy is within 1 point of the ANN, with the "
+        "energy ratio there (– : not within the run's steps).",
     ]
     gammas = {r.knobs.get("gamma", fixed.get("gamma")) for r in table.rows}
     if "theta_scale" in table.varied and 1 in gammas:
@@ -408,17 +415,10 @@ def _best(cell: Cell | None) -> str:
     return "–" if cell is None else f"{cell.best_acc:.2f} (t={cell.best_t})"
 
 
-def _energy(cell: Cell | None, T: int | None, last: int) -> str:
+def _energy(T: int | None, cell: Cell | None, last: int) -> str:
     if cell is None or cell.energy_ratio is None:
         return "–"
     return f"{cell.energy_ratio:.3f}" + ("" if T == last else f" (T={T})")
-
-
-def _longest_cell(row: Row, model: str, Ts: Sequence[int]) -> tuple[int | None, Cell | None]:
-    """The row's cell of ``model`` at the largest of ``Ts`` it has (a run shorter than the
-    table's last T still shows its energy and its latency to 1 point there)."""
-    T = max((T for T in Ts if (model, T) in row.cells), default=None)
-    return T, None if T is None else row.cells[(model, T)]
 
 
 def _within(cell: Cell | None) -> str:
@@ -444,10 +444,9 @@ def to_markdown(table: Table) -> str:
     extra_header = ["Method", *(f"{MODEL_NAMES.get(m, m)} best acc over t≤{T}" for m, T in cells),
                     *(f"{MODEL_NAMES.get(m, m)} energy ratio at T={last}" for m in table.models),
                     *(f"{MODEL_NAMES.get(m, m)} T to ≤ 1 pt loss (energy ratio)" for m in table.models)]
-    longest = {(row.label, m): _longest_cell(row, m, table.Ts) for row in table.rows for m in table.models}
     extra = [[row.label, *(_best(row.cells.get(key)) for key in cells),
-              *(_energy(longest[row.label, m][1], longest[row.label, m][0], last) for m in table.models),
-              *(_within(longest[row.label, m][1]) for m in table.models)] for row in table.rows]
+              *(_energy(*row.last_cell(m), last) for m in table.models),
+              *(_within(row.last_cell(m)[1]) for m in table.models)] for row in table.rows]
     reference = f", then paper ({PAPER_DATA}) for reference." if paper else "."
     parts = [
         f"## Table 1 — {data}",
