@@ -11,7 +11,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from burstsnn.errors import USER_ERRORS
-from burstsnn.job import JobContext, run_job
+from burstsnn.experiment.job import JobContext, run_job
 
 log = logging.getLogger("burstsnn")
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from burstsnn.convert import convert
-from burstsnn.models import build_model
+from burstsnn.conversion.convert import convert
+from burstsnn.ann.models import build_model
 
-# The paper's Table 1 rows as conversion knobs (names as in burstsnn.report).
+# The paper's Table 1 rows as conversion knobs (names as in burstsnn.report.table).
 TABLE1_ROWS: tuple[dict[str, Any], ...] = (
     {"p": 100.0, "pooling": "spikemax", "gamma": 1},  # Max-norm
     {"p": 99.9, "pooling": "spikemax", "gamma": 1},   # p-Norm

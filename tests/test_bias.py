@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from burstsnn.convert import convert
+from burstsnn.conversion.convert import convert
 from burstsnn.errors import ConversionError
 from conftest import ResidualCNN, ready
 

@@ -12,9 +12,9 @@ from hydra import compose, initialize_config_dir
 from torch import nn
 
 import burstsnn
-from burstsnn import cache as cache_module
+from burstsnn.experiment import cache as cache_module
 from burstsnn.atomic import write_json_atomic
-from burstsnn.cache import ANN_SOURCES, AnnCache, ann_key, source_digest
+from burstsnn.experiment.cache import ANN_SOURCES, AnnCache, ann_key, source_digest
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 PACKAGE = Path(burstsnn.__file__).parent
@@ -45,7 +45,7 @@ def test_ann_settings_change_the_key(override: str) -> None:
     assert key_for(override) != key_for()
 
 
-@pytest.mark.parametrize("edited", ["models/vgg.py", "models/resnet.py", "ann.py", "data.py", "datasets.py"])
+@pytest.mark.parametrize("edited", ["ann/models/vgg.py", "ann/models/resnet.py", "ann/classifier.py", "ann/data.py", "ann/datasets.py"])
 def test_editing_the_model_or_training_source_changes_the_digest(tmp_path: Path, edited: str) -> None:
     for pattern in ANN_SOURCES:
         for path in PACKAGE.glob(pattern):

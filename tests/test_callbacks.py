@@ -8,11 +8,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from burstsnn.ann import ANNClassifier
-from burstsnn.callbacks import ConversionCallback, ConversionSettings
-from burstsnn.convert import convert
-from burstsnn.data import ImageDataModule
-from burstsnn.models import build_model
+from burstsnn.ann.classifier import ANNClassifier
+from burstsnn.experiment.callbacks import ConversionCallback, ConversionSettings
+from burstsnn.conversion.convert import convert
+from burstsnn.ann.data import ImageDataModule
+from burstsnn.ann.models import build_model
 
 
 def test_callback_converts_and_evaluates_after_fit(tiny_idx_root: Path) -> None:

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from burstsnn.calibrate import FirstStep, calibrate, mse_lambda, percentile
-from burstsnn.convert import convert, fold_bn
+from burstsnn.conversion.calibrate import FirstStep, calibrate, mse_lambda, percentile
+from burstsnn.conversion.convert import convert, fold_bn
 from burstsnn.errors import ConversionError
 from burstsnn.snn.pooling import LIPool, SpikeMaxPool
 from conftest import ResidualCNN, SmallCNN, rate_error, ready
@@ -389,7 +389,7 @@ def test_mse_lambda_for_uniform_activations_makes_equal_bins():
 def test_mse_lambda_per_channel_on_a_subsample(monkeypatch):
     # Rows longer than MSE_SAMPLES // rows are scored on a random subset of their columns; the
     # equal-bin optimum 16/17 of each row's range (see above) still comes out.
-    monkeypatch.setattr("burstsnn.calibrate.MSE_SAMPLES", 4 * 2000)
+    monkeypatch.setattr("burstsnn.conversion.calibrate.MSE_SAMPLES", 4 * 2000)
     scales = torch.tensor([[1.0], [3.0], [0.5], [8.0]])
     acts = torch.rand(4, 50_000, generator=torch.Generator().manual_seed(3)) * scales
     lam = mse_lambda(acts, FirstStep(8, 1 / 8, 0.5))

@@ -11,8 +11,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import burstsnn.data as data_module
-from burstsnn.data import SPECS, ImageDataModule
+import burstsnn.ann.data as data_module
+from burstsnn.ann.data import SPECS, ImageDataModule
 from burstsnn.errors import DatasetError
 from datafiles import idx_bytes, make_cifar_dataset, make_idx_dataset, make_imagefolder
 

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from burstsnn.convert import convert
-from burstsnn.energy import SynapticOps, _counts_over_samples, count_macs, energy_over_t, energy_report, synaptic_layers
+from burstsnn.conversion.convert import convert
+from burstsnn.measure.energy import SynapticOps, _counts_over_samples, count_macs, energy_over_t, energy_report, synaptic_layers
 from burstsnn.snn.network import MultiStep, SpikingNetwork
 from burstsnn.snn.neurons import BurstNeuron
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx
 
-from burstsnn.convert import convert
+from burstsnn.conversion.convert import convert
 from burstsnn.snn import kernels
 from burstsnn.snn.network import MultiStep, fit_chunk
 from burstsnn.snn.neurons import BurstNeuron

@@ -2,7 +2,7 @@
 
 import pytest
 
-from burstsnn.frontier import pareto_front, t_within
+from burstsnn.measure.frontier import pareto_front, t_within
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from burstsnn.callbacks import ConversionCallback
-from burstsnn.job import JobContext, run_job
+from burstsnn.experiment.callbacks import ConversionCallback
+from burstsnn.experiment.job import JobContext, run_job
 from conftest import REPO, tiny_overrides
 
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from burstsnn.convert import convert
-from burstsnn.energy import count_macs
-from burstsnn.metrics import AccuracyOverTime, FiringRates, PoolingCorrectRatio, SNNMetrics
+from burstsnn.conversion.convert import convert
+from burstsnn.measure.energy import count_macs
+from burstsnn.measure.metrics import AccuracyOverTime, FiringRates, PoolingCorrectRatio, SNNMetrics
 from burstsnn.snn.pooling import SpikeMaxPool
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from burstsnn.models import build_model
+from burstsnn.ann.models import build_model
 
 
 def conv_params(c_in: int, c_out: int, k: int, bias: bool) -> int:

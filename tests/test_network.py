@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from burstsnn.convert import convert
+from burstsnn.conversion.convert import convert
 from burstsnn.snn.network import MultiStep
 from conftest import ResidualCNN, SmallCNN, ready
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 from torch import nn
 
-from burstsnn.cache import AnnCache
-from burstsnn.convert import convert
+from burstsnn.experiment.cache import AnnCache
+from burstsnn.conversion.convert import convert
 from burstsnn.errors import ConfigError, ConversionError, DatasetError
-from burstsnn.job import JobContext, run_job
+from burstsnn.experiment.job import JobContext, run_job
 from conftest import REPO, tiny_overrides
 from datafiles import make_idx_dataset
 

@@ -1,4 +1,4 @@
-"""burstsnn.report on fake sweeps: cells, row names, varied knobs, paper numbers, CSV, PNGs, CLI."""
+"""burstsnn.report.table on fake sweeps: cells, row names, varied knobs, paper numbers, CSV, PNGs, CLI."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from burstsnn.report import (PAPER_ACC, PAPER_ANN, ReportError, build_table, frontier, load_results,
+from burstsnn.report.table import (PAPER_ACC, PAPER_ANN, ReportError, build_table, frontier, load_results,
                              to_csv, to_markdown, varied_knobs, write_report)
 from results_fixtures import TABLE1_ROWS, fake_result, write_fake_sweep, write_results
 

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from burstsnn.errors import ConfigError
-from burstsnn.job import JobContext, run_job
+from burstsnn.experiment.job import JobContext, run_job
 from conftest import CONF, REPO, tiny_overrides
 
 # No compiling in the fresh processes (same results, eager), one thread per process.

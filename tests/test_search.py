@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from burstsnn.report import build_table, frontier, load_results
+from burstsnn.report.table import build_table, frontier, load_results
 from conftest import REPO, tiny_overrides
 
 

@@ -4,7 +4,7 @@ from io import StringIO
 
 from rich.console import Console
 
-from burstsnn.summary import print_summary
+from burstsnn.experiment.summary import print_summary
 from results_fixtures import fake_result
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision.models as tv
 
-from burstsnn.convert import convert
+from burstsnn.conversion.convert import convert
 from burstsnn.errors import ConversionError
 from conftest import convergence, ready
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from burstsnn.job import JobContext, run_job
+from burstsnn.experiment.job import JobContext, run_job
 from conftest import REPO, tiny_overrides
 
 

@@ -1,6 +1,6 @@
 """The graph operations a convertible ANN may use, by role: one list, shared by the
-conversion (`burstsnn.convert`), the spike units of every value (`burstsnn.snn.units`)
-and the energy counter (`burstsnn.energy`)."""
+conversion (`burstsnn.conversion.convert`), the spike units of every value (`burstsnn.conversion.units`)
+and the energy counter (`burstsnn.measure.energy`)."""
 
 from __future__ import annotations
 

@@ -20,17 +20,17 @@ from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
-from burstsnn.ann import ANNClassifier
+from burstsnn.ann.classifier import ANNClassifier
 from burstsnn.atomic import write_json_atomic
-from burstsnn.cache import AnnCache, ann_key
-from burstsnn.callbacks import ConversionCallback, ConversionSettings
-from burstsnn.config import resolved_config, theta_scale_value, validate
-from burstsnn.data import ImageDataModule
+from burstsnn.experiment.cache import AnnCache, ann_key
+from burstsnn.experiment.callbacks import ConversionCallback, ConversionSettings
+from burstsnn.experiment.config import resolved_config, theta_scale_value, validate
+from burstsnn.ann.data import ImageDataModule
 from burstsnn.errors import ConfigError
-from burstsnn.frontier import t_within
-from burstsnn.models import build_model
-from burstsnn.summary import print_summary
-from burstsnn.tracking import build_logger, close_logger, log_results
+from burstsnn.measure.frontier import t_within
+from burstsnn.ann.models import build_model
+from burstsnn.experiment.summary import print_summary
+from burstsnn.experiment.tracking import build_logger, close_logger, log_results
 
 log = logging.getLogger("burstsnn")
 

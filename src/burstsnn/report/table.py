@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from burstsnn.atomic import write_atomic
-from burstsnn.frontier import pareto_front, t_within
+from burstsnn.measure.frontier import pareto_front, t_within
 
 RESULTS = "results.json"
 
@@ -561,7 +561,7 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None,
                  Ts: Sequence[int] | None = None) -> dict[str, Path]:
     """Write table1.md, table1.csv, frontier.csv and the figures into `out_dir` (default: the
     sweep dir)."""
-    from burstsnn import figures  # matplotlib only when drawing
+    from burstsnn.report import figures  # matplotlib only when drawing
 
     table = build_table(load_results(sweep_dir), Ts)
     out = Path(out_dir if out_dir is not None else sweep_dir)

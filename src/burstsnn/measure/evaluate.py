@@ -7,7 +7,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import Tensor
 
-from burstsnn.metrics import SNNMetrics
+from burstsnn.measure.metrics import SNNMetrics
 from burstsnn.snn.network import SpikingNetwork
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from burstsnn.energy import SynapticOps, count_macs, energy_over_t, energy_report, synaptic_layers
+from burstsnn.measure.energy import SynapticOps, count_macs, energy_over_t, energy_report, synaptic_layers
 from burstsnn.snn.network import SpikingNetwork
 
 

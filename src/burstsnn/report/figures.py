@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from burstsnn.atomic import write_atomic
 
 if TYPE_CHECKING:
-    from burstsnn.report import Row, Table
+    from burstsnn.report.table import Row, Table
 
 
 def _colour(index: int, count: int) -> Any:
@@ -117,7 +117,7 @@ def plot_frontier(table: Table, path: Path) -> Path | None:
     run, a point per step t), the Pareto front over all runs' points (black, t labelled), the
     ANN's accuracy (dashed) and energy (dotted). Top: all points; bottom: near the ANN.
     None if no run knows its energy over t."""
-    from burstsnn.report import frontier, operating_points
+    from burstsnn.report.table import frontier, operating_points
 
     models = [m for m in table.models if operating_points(table, m)]
     if not models:
@@ -157,7 +157,7 @@ def plot_frontier(table: Table, path: Path) -> Path | None:
     return _save(figure, path)
 
 
-# write_report draws these, by file name (see burstsnn.report.FIGURES for the captions).
+# write_report draws these, by file name (see burstsnn.report.table.FIGURES for the captions).
 PLOTS: dict[str, Callable[[Table, Path], Path | None]] = {
     "acc_over_t.png": plot_accuracy_over_t,
     "pooling_ratio.png": plot_pooling_ratio,

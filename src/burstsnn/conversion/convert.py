@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from burstsnn.bias import correct_bias, input_means
-from burstsnn.calibrate import LAMBDA_RULES, FirstStep, batch_inputs, calibrate
+from burstsnn.conversion.bias import correct_bias, input_means
+from burstsnn.conversion.calibrate import LAMBDA_RULES, FirstStep, batch_inputs, calibrate
 from burstsnn.errors import ConversionError
 from burstsnn.graph_ops import (
     ADD_FUNCTIONS, ADD_METHODS, AFFINE_MODULES, AVERAGE_FUNCTIONS, AVERAGE_METHODS, AVERAGE_MODULES,
@@ -23,7 +23,7 @@ from burstsnn.graph_ops import (
 from burstsnn.snn.network import MultiStep, SpikingNetwork
 from burstsnn.snn.neurons import RESETS, BurstNeuron
 from burstsnn.snn.pooling import LIPool, SpikeMaxPool
-from burstsnn.snn.units import SpikeUnit, per_channel, spike_units
+from burstsnn.conversion.units import SpikeUnit, per_channel, spike_units
 
 POOLINGS = ("lipool", "spikemax", "avg")
 
@@ -260,7 +260,7 @@ def convert(
     ``bias_correction=True`` then shifts the bias of the conv/linear feeding each neuron (in
     graph order) so that the neuron's mean input current at the first step on the calibration
     batches equals the ANN's mean pre-activation there, per channel (see
-    ``burstsnn.bias.correct_bias``).  Unsupported layers
+    ``burstsnn.conversion.bias.correct_bias``).  Unsupported layers
     (docs/conversion.md lists the supported ones) and NaN/inf weights or activations ->
     ConversionError naming the layer.
     """

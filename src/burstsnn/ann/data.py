@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 from torchvision import datasets as tvd
 from torchvision.transforms import v2
 
-from burstsnn.datasets import (
+from burstsnn.ann.datasets import (
     find_cifar_dir,
     find_idx_dir,
     load_cifar_split,

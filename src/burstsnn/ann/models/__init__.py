@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from burstsnn.models.resnet import ResNet20
-from burstsnn.models.vgg import VGG16
+from burstsnn.ann.models.resnet import ResNet20
+from burstsnn.ann.models.vgg import VGG16
 
 MODELS: dict[str, type[nn.Module]] = {"vgg16": VGG16, "resnet20": ResNet20}
 

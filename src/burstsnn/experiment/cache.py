@@ -31,7 +31,7 @@ DATA_KEYS_NOT_IN_KEY = frozenset(
 )
 # The package's source files that determine the trained ANN: the networks, the training
 # module and the data pipeline (relative to the package folder).
-ANN_SOURCES = ("models/*.py", "ann.py", "data.py", "datasets.py")
+ANN_SOURCES = ("ann/models/*.py", "ann/classifier.py", "ann/data.py", "ann/datasets.py")
 CHECKPOINT = "model.pt"
 META = "meta.json"
 

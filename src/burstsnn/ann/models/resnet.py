@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from burstsnn.models.head import classifier
+from burstsnn.ann.models.head import classifier
 
-from burstsnn.models.vgg import scaled
+from burstsnn.ann.models.vgg import scaled
 
 STAGE_CHANNELS: tuple[int, ...] = (64, 128, 256, 512)
 STEM_CHANNELS = 64

@@ -8,7 +8,7 @@ from typing import Any
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 
-from burstsnn.config import resolved_config
+from burstsnn.experiment.config import resolved_config
 
 
 def build_logger(cfg: DictConfig, job_dir: Path, name: str, group: str | None) -> Logger | None:

@@ -15,11 +15,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from burstsnn.calibrate import LAMBDA_RULES
-from burstsnn.convert import POOLINGS
-from burstsnn.data import SPECS
+from burstsnn.conversion.calibrate import LAMBDA_RULES
+from burstsnn.conversion.convert import POOLINGS
+from burstsnn.ann.data import SPECS
 from burstsnn.errors import ConfigError
-from burstsnn.models import MODELS
+from burstsnn.ann.models import MODELS
 from burstsnn.snn.neurons import RESETS
 
 INVERSE_GAMMA = "1/gamma"

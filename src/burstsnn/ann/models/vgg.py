@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from burstsnn.models.head import classifier
+from burstsnn.ann.models.head import classifier
 
 # Channel plan of VGG16; "M" is a 2×2 MaxPool.
 VGG16_PLAN: tuple[int | str, ...] = (

@@ -10,9 +10,9 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import nn
 
-from burstsnn.convert import convert
-from burstsnn.data import ImageDataModule
-from burstsnn.evaluate import SNNEvaluator
+from burstsnn.conversion.convert import convert
+from burstsnn.ann.data import ImageDataModule
+from burstsnn.measure.evaluate import SNNEvaluator
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,8 @@ class ConversionSettings:
     calib_batches: int
     T: int
     chunk: int | None = None
-    lambda_rule: str = "percentile"  # or "mse" (see burstsnn.convert.convert)
-    bias_correction: bool = False  # see burstsnn.convert.convert
+    lambda_rule: str = "percentile"  # or "mse" (see burstsnn.conversion.convert.convert)
+    bias_correction: bool = False  # see burstsnn.conversion.convert.convert
 
 
 class ConversionCallback(pl.Callback):

@@ -1,0 +1,1 @@
+"""The ANN station: the paper's networks, the LightningModule that trains them, the data."""
