@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
@@ -26,14 +24,8 @@ def main(cfg: DictConfig) -> tuple[float, float]:
     `hydra/sweeper=frontier` (Optuna) maximises and minimises."""
     # Lightning's per-Trainer banners ("GPU available", tips) would drown the job's own log.
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
-    hydra_cfg = HydraConfig.get()
-    context = JobContext(
-        job_dir=Path(hydra_cfg.runtime.output_dir),
-        overrides=tuple(hydra_cfg.overrides.task),
-        group="_".join(Path(hydra_cfg.sweep.dir).parts[-2:]) if hydra_cfg.mode.name == "MULTIRUN" else None,
-    )
     try:
-        results = run_job(cfg, context)
+        results = run_job(cfg, JobContext.from_hydra())
     except USER_ERRORS as error:
         log.error("error: %s", error)
         raise JobFailed(f"error: {error}") from None

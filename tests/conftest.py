@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch import nn
 
+import burstsnn.experiment.config  # noqa: F401  (registers the schema that conf/config.yaml names)
 from burstsnn.snn import kernels
 from datafiles import make_idx_dataset
 

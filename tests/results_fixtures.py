@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from burstsnn.conversion.convert import convert
 from burstsnn.ann.models import build_model
+from burstsnn.conversion.convert import convert
 
-# The paper's Table 1 rows as conversion knobs (names as in burstsnn.report.table).
+# The paper's Table 1 rows as conversion knobs (names as in burstsnn.report.paper).
 TABLE1_ROWS: tuple[dict[str, Any], ...] = (
     {"p": 100.0, "pooling": "spikemax", "gamma": 1},  # Max-norm
     {"p": 99.9, "pooling": "spikemax", "gamma": 1},   # p-Norm
@@ -43,9 +43,11 @@ def layer_names(model: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def fake_result(
     *, model: str = "vgg16", T: int = 32, data: str = "fashion_mnist", p: float = 99.9,
-    gamma: int = 5, pooling: str = "lipool", theta_scale: float | str = "1/gamma", **knobs: Any,
+    gamma: int = 5, pooling: str = "lipool", theta_scale: float | str = "1/gamma", method: str | None = None,
+    **knobs: Any,
 ) -> dict[str, Any]:
-    """One job's results: a saturating accuracy curve that rises faster with Γ and LIPooling."""
+    """One job's results: a saturating accuracy curve that rises faster with Γ and LIPooling;
+    ``method``: the preset it was started with (``method=<name>``), as results.json records it."""
     config = {
         "data": {"name": data, "root": "/data", "image_size": 32, "in_channels": 1, "num_classes": 10,
                  "batch_size": 128, "eval_batch_size": 256},
@@ -79,7 +81,9 @@ def fake_result(
     energy_ratio = round((0.9 * acs + 4.6 * 3.0e5) / (4.6 * ann_macs), 4)
     return {
         "config": config,
-        "overrides": [f"model={model}", f"gamma={gamma}", f"T={T}", f"p={p}", f"pooling={pooling}"],
+        "overrides": [f"model={model}", *([f"method={method}"] if method else []), f"gamma={gamma}", f"T={T}",
+                      f"p={p}", f"pooling={pooling}"],
+        "method": method,
         "ann": {"key": f"{model}-key", "trained": False, "test_acc": ann, "val_acc": ann + 0.005,
                 "checkpoint": f"outputs/ann_cache/{model}-key/model.pt"},
         "snn": {"T": T, "theta_scale": scale, "acc_over_t": curve, "acc_at_T": curve[-1],

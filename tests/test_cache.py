@@ -1,7 +1,9 @@
 """The ANN cache: what changes the key, atomic writes, corruption, one training for parallel jobs."""
 
+import importlib.util
 import json
 import multiprocessing
+import pkgutil
 import shutil
 import threading
 from pathlib import Path
@@ -11,13 +13,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-import burstsnn
-from burstsnn.experiment import cache as cache_module
+import burstsnn.ann
 from burstsnn.atomic import write_json_atomic
-from burstsnn.experiment.cache import ANN_SOURCES, AnnCache, ann_key, source_digest
+from burstsnn.experiment import cache as cache_module
+from burstsnn.experiment.cache import ANN_PACKAGE, ANN_SOURCES, AnnCache, ann_key, source_digest
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
-PACKAGE = Path(burstsnn.__file__).parent
 
 
 def key_for(*overrides: str) -> str:
@@ -45,17 +46,29 @@ def test_ann_settings_change_the_key(override: str) -> None:
     assert key_for(override) != key_for()
 
 
-@pytest.mark.parametrize("edited", ["ann/models/vgg.py", "ann/models/resnet.py", "ann/classifier.py", "ann/data.py", "ann/datasets.py"])
+@pytest.mark.parametrize("edited", ["models/vgg.py", "models/resnet.py", "classifier.py", "data.py", "datasets.py"])
 def test_editing_the_model_or_training_source_changes_the_digest(tmp_path: Path, edited: str) -> None:
-    for pattern in ANN_SOURCES:
-        for path in PACKAGE.glob(pattern):
-            target = tmp_path / path.relative_to(PACKAGE)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, target)
+    shutil.copytree(ANN_PACKAGE, tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     assert source_digest(tmp_path) == source_digest()
     with (tmp_path / edited).open("a") as handle:
         handle.write("# an edit\n")
     assert source_digest(tmp_path) != source_digest()
+
+
+def test_the_digest_covers_every_module_of_the_ann_package(tmp_path: Path) -> None:
+    """The key sees the whole ANN station: every module of burstsnn.ann is hashed (a file
+    moved there or added later too), and a pattern that matches nothing is an error, not a
+    key that silently stops seeing code changes."""
+    modules = {Path(importlib.util.find_spec(m.name).origin).resolve()
+               for m in pkgutil.walk_packages(burstsnn.ann.__path__, "burstsnn.ann.")}
+    assert modules and modules <= {path.resolve() for path in ANN_PACKAGE.glob(ANN_SOURCES)}
+    shutil.copytree(ANN_PACKAGE, tmp_path / "ann", ignore=shutil.ignore_patterns("__pycache__"))
+    before = source_digest(tmp_path / "ann")
+    (tmp_path / "ann" / "models" / "new_net.py").write_text("# a network added later\n")
+    assert source_digest(tmp_path / "ann") != before
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RuntimeError, match="no ANN source file matches"):
+        source_digest(tmp_path / "empty")
 
 
 def test_other_code_or_another_version_gets_another_key(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ from torch import nn
 
 from burstsnn.conversion.calibrate import FirstStep, calibrate, mse_lambda, percentile
 from burstsnn.conversion.convert import convert, fold_bn
-from burstsnn.errors import ConversionError
+from burstsnn.errors import ConfigError, ConversionError
 from burstsnn.snn.pooling import LIPool, SpikeMaxPool
 from conftest import ResidualCNN, SmallCNN, rate_error, ready
 
@@ -123,13 +123,17 @@ def test_nan_activations_name_the_layer():
 @pytest.mark.parametrize(
     "kwargs,word",
     [
-        (dict(p=0), "p must"), (dict(p=100.5), "p must"), (dict(gamma=0), "gamma"),
-        (dict(gamma=2.0), "gamma"), (dict(pooling="max"), "pooling"), (dict(reset="none"), "reset"),
-        (dict(theta_scale=0), "theta_scale"), (dict(calib_batches=0), "calib_batches"),
+        (dict(p=0), r"p=0 is not allowed: a number in \(0, 100\]"), (dict(p=100.5), "p=100.5"),
+        (dict(gamma=0), "gamma=0 is not allowed: an integer ≥ 1"), (dict(gamma=2.0), "gamma=2.0"),
+        (dict(pooling="max"), "pooling='max' is not allowed: one of lipool, spikemax, avg"),
+        (dict(reset="none"), "reset='none'"), (dict(theta_scale=0), "theta_scale=0"),
+        (dict(calib_batches=0), "calib_batches=0"), (dict(v_init=1.0), r"v_init=1.0 is not allowed: a number in \[0, 1\)"),
+        (dict(channel_wise=2), "channel_wise=2 is not allowed: true or false"),
     ],
 )
 def test_invalid_arguments(kwargs, word, images):
-    with pytest.raises(ValueError, match=word):
+    """The same rules and messages as the job config's (burstsnn.rules)."""
+    with pytest.raises(ConfigError, match=word):
         convert(SmallCNN().eval(), [(images, None)], **kwargs)
 
 
@@ -401,12 +405,21 @@ def test_convert_with_the_mse_rule_per_layer_and_per_channel():
     ann = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 4)).eval()
     nn.init.uniform_(ann[0].weight, -0.2, 1.0)  # every channel active during calibration
     x = torch.rand(8, 1, 6, 6)
+    with torch.no_grad():
+        relu = torch.relu(ann[0](x))
     for channel_wise in (False, True):
         snn = convert(ann, [(x, torch.zeros(8))], gamma=8, theta_scale=1 / 8, v_init=0.5,
                       lambda_rule="mse", channel_wise=channel_wise)
-        theta = snn.thresholds()["1"]
-        acts = torch.relu(ann[0](x)).transpose(0, 1).reshape(3, -1) if channel_wise else torch.relu(ann[0](x)).reshape(1, -1)
-        expected = mse_lambda(acts, FirstStep(8, 1 / 8, 0.5)) / 8
-        assert torch.allclose(theta.reshape(-1), expected.float())
+        lams = (8 * snn.thresholds()["1"]).reshape(-1).tolist()
+        rows = relu.transpose(0, 1).reshape(3, -1) if channel_wise else relu.reshape(1, -1)
+        assert len(lams) == len(rows)
+        for lam, row in zip(lams, rows.tolist()):
+            # Every candidate λ = max·k/100, scored by the loop of Algorithm 1 (first_step_output).
+            def error(lam: float, row=row) -> float:
+                return sum((first_step_output(a, lam, 8, 1 / 8, 0.5) - a) ** 2 for a in row) / len(row)
+
+            candidates = [max(row) * k / 100 for k in range(1, 101)]
+            assert min(abs(lam - c) for c in candidates) <= 1e-6 * max(row)  # λ is a candidate
+            assert error(lam) == pytest.approx(min(map(error, candidates)), rel=1e-6)  # ... the best one
     with pytest.raises(ValueError, match="lambda_rule"):
         convert(ann, [(x, torch.zeros(8))], lambda_rule="max")

@@ -230,7 +230,7 @@ def test_download_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_bad_config_values(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="expected one of"):
+    with pytest.raises(ValueError, match="data.name='svhn' is not allowed: one of fashion_mnist"):
         ImageDataModule(name="svhn")
     with pytest.raises(ValueError, match="num_classes=100"):
         ImageDataModule(name="cifar10", num_classes=100)

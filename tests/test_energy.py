@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from burstsnn.conversion.convert import convert
-from burstsnn.measure.energy import SynapticOps, _counts_over_samples, count_macs, energy_over_t, energy_report, synaptic_layers
+from burstsnn.measure.energy import E_AC_PJ, E_MAC_PJ, energy_over_t, energy_report
+from burstsnn.measure.synapses import SynapticOps, _counts_over_samples, count_macs, synaptic_layers
 from burstsnn.snn.network import MultiStep, SpikingNetwork
 from burstsnn.snn.neurons import BurstNeuron
 
@@ -28,7 +29,7 @@ def pattern() -> torch.Tensor:
 
 
 def acs_per_step(snn: SpikingNetwork, x: torch.Tensor, T: int, chunk: int | None = None) -> dict[str, list[float]]:
-    ops = SynapticOps(synaptic_layers(snn), T)
+    ops = SynapticOps(synaptic_layers(snn, x.shape[1:]), T)
     with ops.hooks(snn):
         snn(x, T, chunk)
         ops.update(x.shape[0])
@@ -65,11 +66,15 @@ def test_synaptic_layers_find_the_feeding_neuron():
     ).eval()
     snn = convert(ann, [(torch.rand(4, 1, 4, 4), torch.zeros(4))])
     theta = snn.thresholds()
-    layers = synaptic_layers(snn)
+    layers = synaptic_layers(snn, (1, 4, 4))
     assert [layer.name for layer in layers] == ["0", "3", "7"]
-    assert layers[0].input_unit is None
-    assert torch.equal(layers[1].input_unit, theta["1"])  # through LIPool
-    assert torch.equal(layers[2].input_unit, theta["4"])  # through avg pool and flatten
+    assert layers[0].theta is None and layers[0].sources == ()
+    # Through LIPool: the neuron's θ at each of the [2, 2, 2] pooled inputs; the pool sends them.
+    assert torch.equal(layers[1].theta, theta["1"].expand(2, 2, 2)) and layers[1].sources == ("2",)
+    # Through a 2×2 average and flatten: each input of the Linear receives the 4 spikes of its
+    # window, so value / (θ/4) counts them.
+    assert torch.allclose(layers[2].theta, theta["4"].expand(2) / 4) and layers[2].sources == ("4",)
+    assert [layer.peak for layer in layers[1:]] == [1, 4]  # Γ = 1; four positions per window
 
 
 class SumIntoConv(nn.Module):
@@ -84,34 +89,45 @@ class SumIntoConv(nn.Module):
         return self.conv3(x + torch.relu(self.conv2(x)))
 
 
-def test_synaptic_layers_reject_a_sum_feeding_a_conv():
+def test_synaptic_layers_reject_a_sum_of_spikes_of_different_theta_feeding_a_conv():
     snn = convert(SumIntoConv().eval(), [(torch.rand(2, 1, 3, 3), torch.zeros(2))])
-    with pytest.raises(ValueError, match="layer 'conv3'"):
-        synaptic_layers(snn)
+    assert snn.thresholds()["relu"] != snn.thresholds()["relu_1"]
+    with pytest.raises(ValueError, match="layer 'conv3': its input is a sum of spikes of different θ"):
+        synaptic_layers(snn, (1, 3, 3))
 
 
 class ConcatIntoConv(nn.Module):
-    """Two branches of different θ (2 and 3 channels) joined by torch.cat into a 1×1 conv."""
+    """Two spiking sources joined by torch.cat (optionally then a channel shuffle, as in
+    ShuffleNet) into a 3×3 conv with stride 2 and padding 1: x ``[B, 2, 3, 3]``, channel 0
+    into neuron ``a``, channel 1 into neuron ``b``."""
 
-    def __init__(self):
+    def __init__(self, shuffle: bool):
         super().__init__()
-        self.a, self.b, self.mix = nn.Conv2d(1, 2, 1), nn.Conv2d(1, 3, 1), nn.Conv2d(5, 2, 1)
-        for conv in (self.a, self.b):
-            nn.init.uniform_(conv.weight, 0.1, 1.0)  # every neuron active during calibration
-        with torch.no_grad():
-            self.b.weight.mul_(3.0)
+        self.a, self.b, self.mix, self.shuffle = nn.ReLU(), nn.ReLU(), nn.Conv2d(2, 3, 3, stride=2, padding=1), shuffle
 
     def forward(self, x):
-        return self.mix(torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], 1))
+        left, right = torch.chunk(x, 2, dim=1)
+        joined = torch.cat([self.a(left), self.b(right)], 1)
+        if self.shuffle:  # channel shuffle, 2 groups of 1
+            n, c, h, w = joined.size()
+            joined = joined.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+        return self.mix(joined)
 
 
-def test_synaptic_layer_after_a_concat_is_refused_with_its_name():
-    # Spikes joined by a concat have no single spiking source to count them at (see energy.py):
-    # the energy counter says so, naming the layer and the join, instead of a wrong count.
-    x = torch.rand(3, 1, 4, 4)
-    snn = convert(ConcatIntoConv().eval(), [(x, torch.zeros(3))], gamma=2)
-    with pytest.raises(ValueError, match=r"layer 'mix': its input comes from node 'cat'"):
-        synaptic_layers(snn)
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_acs_through_a_concat_count_each_source_with_its_own_theta(shuffle):
+    gm = fx.symbolic_trace(ConcatIntoConv(shuffle).eval())
+    gm.a, gm.b = MultiStep(BurstNeuron(1.0, gamma=3)), MultiStep(BurstNeuron(2.0, gamma=3))
+    gm.recompile()
+    snn = SpikingNetwork(gm)
+    x = torch.zeros(1, 2, 3, 3)
+    x[0, 0, 0, 0], x[0, 0, 1, 1] = 3.0, 1.0  # neuron a (θ = 1): 3 spikes at (0, 0), 1 at (1, 1)
+    x[0, 1, 0, 1], x[0, 1, 2, 2] = 4.0, 6.0  # neuron b (θ = 2): 2 spikes at (0, 1), 3 at (2, 2)
+    # 3×3 windows, stride 2, padding 1 on 3×3: rows/columns 0 and 2 lie in one window, 1 in two,
+    # so (0, 0) reaches 1 output position, (1, 1) 4, (0, 1) 2, (2, 2) 1; 3 output channels.
+    # a: 3·1 + 1·4 = 7, b: 2·2 + 3·1 = 7 -> (7 + 7)·3 = 42 events (b counted at θ = 1 would give 63).
+    assert acs(snn, x, T=1) == {"mix": pytest.approx(42)}
+    assert synaptic_layers(snn, (2, 3, 3))[0].sources == ("a", "b")
 
 
 @pytest.mark.parametrize(
@@ -153,11 +169,18 @@ def test_acs_per_step_follow_the_spikes_of_each_step(chunk):
     assert acs_per_step(spiking([nn.Conv2d(1, 3, 2)]), x, T=6, chunk=chunk) == {"1": pytest.approx(per_step)}
 
 
+def test_energy_costs_are_the_papers():
+    # §4.4: "a 32-bit floating-point MAC operation consumes 4.6J, while the AC operation only consumes 0.9J"
+    # (pJ in the cited Rathi & Roy 2021).
+    assert (E_MAC_PJ, E_AC_PJ) == (4.6, 0.9)
+
+
 def test_energy_over_t_by_hand():
     macs = {"a": 100, "b": 50, "c": 10}  # "a" is fed by the analog input
     over_t = energy_over_t(macs, {"b": [5.0, 15.0], "c": [0.0, 5.0]}, T=2, first_layers=["a"])
-    ann = 160 * 4.6
-    assert over_t == pytest.approx([(100 * 4.6 + 5 * 0.9) / ann, (2 * 100 * 4.6 + 25 * 0.9) / ann])
+    # ANN: 160 MACs = 736 pJ. t = 1: layer a's 100 MACs (460 pJ) + 5 ACs (4.5 pJ) = 464.5 pJ;
+    # t = 2: 200 MACs (920 pJ) + 25 ACs (22.5 pJ) = 942.5 pJ.
+    assert over_t == pytest.approx([464.5 / 736, 942.5 / 736])
     # Stopped at T, it is the whole run's energy (totals b = 20, c = 5).
     assert over_t[-1] == pytest.approx(energy_report(macs, {"b": 20.0, "c": 5.0}, T=2, first_layers=["a"])["energy_ratio"])
     with pytest.raises(ValueError, match="expected T=3"):
@@ -196,7 +219,7 @@ def test_acs_are_exact_counts_whatever_the_batches():
     snn = convert(ann, [(x, torch.zeros(7))], gamma=3, theta_scale=0.3)
 
     def total_acs(batches: list[torch.Tensor]) -> torch.Tensor:
-        ops = SynapticOps(synaptic_layers(snn), 6)
+        ops = SynapticOps(synaptic_layers(snn, (2, 6, 6)), 6)
         with ops.hooks(snn):
             for batch in batches:
                 snn(batch, 6)
@@ -223,7 +246,7 @@ def test_acs_behind_lipool_are_the_spikes_it_passes_on_counted_one_by_one():
     handle = snn.net.get_submodule("2").register_forward_hook(
         lambda module, inputs, output: pooled_spikes.append((output / theta).round().sum().item())
     )
-    ops = SynapticOps(synaptic_layers(snn), 40)
+    ops = SynapticOps(synaptic_layers(snn, (1, 8, 8)), 40)
     try:
         with ops.hooks(snn):
             snn(x, 40)
@@ -240,7 +263,7 @@ def test_spike_counts_summed_in_chunks_are_exact():
     generator = torch.Generator().manual_seed(0)
     theta = torch.tensor(0.1234567, dtype=torch.float32)
     spikes = torch.randint(0, 8, (2, 3000, 4, 3, 3), generator=generator)
-    counts = _counts_over_samples(spikes.float() * theta, theta, gamma=7)
+    counts = _counts_over_samples(spikes.float() * theta, theta, peak=7)
     assert counts.dtype == torch.float64
     assert torch.equal(counts, spikes.sum(1).double())
 
@@ -263,13 +286,13 @@ def test_hooks_leave_outputs_identical_and_are_removed():
     x = torch.rand(3, 2, 6, 6)
     snn = convert(ann, [(x, torch.zeros(3))], gamma=2)
     reference = snn(x, 5)
-    ops = SynapticOps(synaptic_layers(snn), 5)
+    ops = SynapticOps(synaptic_layers(snn, (2, 6, 6)), 5)
     with ops.hooks(snn):
         assert torch.equal(snn(x, 5), reference)
         ops.update(3)
     counted = ops.acs.clone()
     snn(x, 5)
-    assert all(not m._forward_hooks for m in snn.net.modules())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in snn.net.modules())
     assert torch.equal(ops.acs, counted)
     with pytest.raises(RuntimeError, match="no forward"):
         ops.update(3)
@@ -281,8 +304,8 @@ def test_energy_report_by_hand():
     assert report["ann_macs"] == 160
     assert report["snn_macs"] == 400  # the first layer costs its MACs at each of the 4 steps
     assert report["snn_acs"] == pytest.approx(25.0)
-    assert report["ann_energy_pj"] == pytest.approx(160 * 4.6)
-    assert report["snn_energy_pj"] == pytest.approx(400 * 4.6 + 25 * 0.9)
+    assert report["ann_energy_pj"] == pytest.approx(736.0)  # 160 MACs · 4.6 pJ
+    assert report["snn_energy_pj"] == pytest.approx(1862.5)  # 400 MACs · 4.6 pJ + 25 ACs · 0.9 pJ
     assert report["energy_ratio"] == pytest.approx(1862.5 / 736.0)
     assert (report["e_mac_pj"], report["e_ac_pj"]) == (4.6, 0.9)
     assert report["acs_per_layer"] == {"b": 20.0, "c": 5.0}

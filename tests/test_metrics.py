@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from burstsnn.conversion.convert import convert
-from burstsnn.measure.energy import count_macs
 from burstsnn.measure.metrics import AccuracyOverTime, FiringRates, PoolingCorrectRatio, SNNMetrics
+from burstsnn.measure.synapses import count_macs
 from burstsnn.snn.pooling import SpikeMaxPool
 
 
@@ -140,7 +140,7 @@ def test_snn_metrics_bundle_everything_and_leave_outputs_identical():
     assert over_t[0] > 0 and all(a <= b for a, b in zip(over_t, over_t[1:]))
 
     metrics.reset()
-    assert int(metrics.accuracy.total) == 0 and int(metrics.synaptic_ops.samples) == 0
+    assert int(metrics.collection["accuracy"].total) == 0 and int(metrics.collection["synaptic_ops"].samples) == 0
 
 
 

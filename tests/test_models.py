@@ -16,7 +16,8 @@ def bn_params(c: int) -> int:
 
 
 def vgg16_param_count(in_channels: int, classes: int) -> int:
-    """Counted by hand from DESIGN.md: 13 × [Conv3×3 (bias) → BN], Linear(512, classes)."""
+    """Counted by hand from the paper's VGG16 (docs/architecture.md, "Models"): 13 × [Conv3×3 (bias)
+    → BN], Linear(512, classes)."""
     plan = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
     total, c_in = 0, in_channels
     for c_out in plan:

@@ -3,22 +3,27 @@ corrupt or half-written cache, killed and parallel jobs, re-run sweeps, NaNs, se
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import typing
 from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import ConfigCompositionException
 from torch import nn
 
-from burstsnn.experiment.cache import AnnCache
 from burstsnn.conversion.convert import convert
 from burstsnn.errors import ConfigError, ConversionError, DatasetError
+from burstsnn.experiment.cache import AnnCache
+from burstsnn.experiment.config import JobConfig
 from burstsnn.experiment.job import JobContext, run_job
+from burstsnn.rules import RULES
 from conftest import REPO, tiny_overrides
 from datafiles import make_idx_dataset
 
@@ -38,11 +43,10 @@ def error_lines(stderr: str) -> list[str]:
     ("override", "message"),
     [
         ("gamma=0", "gamma=0 is not allowed: an integer ≥ 1"),
-        ("gamma=1.5", "gamma=1.5 is not allowed"),
         ("T=0", "T=0 is not allowed: an integer ≥ 1"),
         ("p=0", "p=0.0 is not allowed: a number in (0, 100]"),
         ("p=100.5", "p=100.5 is not allowed"),
-        ("pooling=max", "pooling='max' is not allowed: Invalid value 'max', expected one of"),
+        ("pooling=max", "pooling='max' is not allowed: one of lipool, spikemax, avg"),
         ("reset=zero", "reset='zero' is not allowed"),
         ("v_init=1", "v_init=1.0 is not allowed: a number in [0, 1)"),
         ("theta_scale=-1", "theta_scale=-1 is not allowed: a number > 0 or '1/gamma'"),
@@ -53,6 +57,12 @@ def error_lines(stderr: str) -> list[str]:
         ("data.eval_batch_size=-2", "data.eval_batch_size=-2 is not allowed"),
         ("+gama=2", "gama is not a known setting"),
         ("+model.depth=3", "model.depth is not a known setting"),
+        ("channel_wise=2", "channel_wise=2 is not allowed: true or false"),  # OmegaConf's bool would say true
+        ("trainer.devices=0", "trainer.devices=0 is not allowed: an integer ≥ 1, -1 (all)"),
+        ("trainer.accelerator=tpus", "trainer.accelerator='tpus' is not allowed: one of cpu, gpu"),
+        ("data.name=svhn", "data.name='svhn' is not allowed: one of fashion_mnist, mnist"),
+        ("train.momentum=1.5", "train.momentum=1.5 is not allowed: a number in [0, 1)"),
+        ("logger.mode=cloud", "logger.mode='cloud' is not allowed"),
     ],
 )
 def test_bad_config_values_are_refused_before_any_work(job_config, tmp_path: Path,
@@ -61,6 +71,36 @@ def test_bad_config_values_are_refused_before_any_work(job_config, tmp_path: Pat
         run_job(job_config(override), JobContext(tmp_path / "job"))
     assert message in str(caught.value) and "\n" not in str(caught.value)
     assert not (tmp_path / "cache").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("gamma=1.5", "Value '1.5' of type 'float' could not be converted to Integer"),
+    ("gama=2", "Key 'gama' not in 'JobConfig'"),
+    ("p=high", "Value 'high' of type 'str' could not be converted to Float"),
+])
+def test_wrong_types_and_unknown_keys_are_refused_by_hydra_when_composing(job_config, override: str,
+                                                                         message: str) -> None:
+    """The schema is first in conf/config.yaml's defaults list: Hydra itself refuses these."""
+    with pytest.raises(ConfigCompositionException) as caught:
+        job_config(override)
+    assert message in f"{caught.value} {caught.value.__cause__}"
+
+
+def test_every_setting_of_the_schema_has_a_rule_or_is_free_text() -> None:
+    """One rule per knob (burstsnn.rules) for every field of every group; the rest are names,
+    paths and the like, which their own code checks."""
+    free = {"data.root", "data.in_channels", "data.num_classes", "model.in_channels", "model.num_classes",
+            "model.image_size", "trainer.strategy", "logger.project", "logger.entity", "cache_dir",
+            "data.name", "model.name"}
+
+    def keys(schema: type, prefix: str = "") -> set[str]:
+        out = set()
+        for f in dataclasses.fields(schema):
+            hint = typing.get_type_hints(schema)[f.name]
+            out |= keys(hint, f"{prefix}{f.name}.") if dataclasses.is_dataclass(hint) else {prefix + f.name}
+        return out
+
+    assert keys(JobConfig) - free == set(RULES)
 
 
 @pytest.mark.slow

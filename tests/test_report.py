@@ -1,40 +1,58 @@
-"""burstsnn.report.table on fake sweeps: cells, row names, varied knobs, paper numbers, CSV, PNGs, CLI."""
+"""burstsnn.report on fake sweeps: cells, row names, varied knobs, paper numbers, CSV, PNGs, CLI."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from burstsnn.report.table import (PAPER_ACC, PAPER_ANN, ReportError, build_table, frontier, load_results,
-                             to_csv, to_markdown, varied_knobs, write_report)
+from burstsnn.report import ReportError, build_table, load_results, write_report
+from burstsnn.report.output import to_csv, to_markdown
+from burstsnn.report.paper import PAPER_ACC, PAPER_ANN
+from burstsnn.report.points import frontier
+from burstsnn.report.rows import varied_knobs
 from results_fixtures import TABLE1_ROWS, fake_result, write_fake_sweep, write_results
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
-# The paper's Table 1 (CIFAR100): method -> VGG16 at T = 16, 32, ResNet20 at T = 16, 32 (%).
-PAPER_TABLE1 = {
-    "Max-norm": (2.99, 10.91, 3.16, 27.78),
-    "p-Norm": (25.72, 58.51, 8.82, 45.83),
-    "LIPooling": (24.37, 65.63, 12.73, 53.35),
-    "Burst (Γ=2)": (54.88, 70.96, 38.13, 67.85),
-    "Burst (Γ=5)": (57.21, 71.41, 58.10, 76.30),
-}
+PAPER_TABLE = Path(__file__).parent / "data" / "paper_table1.txt"  # verbatim from the paper
+
+
+def paper_table1() -> tuple[dict[str, float], dict[str, tuple[float, ...]]]:
+    """(ANN accuracy per model, row -> VGG16 T=16, T=32, ResNet20 T=16, T=32), parsed from the
+    paper's text: markup stripped, "Burst ( $\\Gamma = 2$ )" read as "Burst (Γ=2)"."""
+    lines = [line for line in PAPER_TABLE.read_text().splitlines() if line and not line.startswith("#")]
+    header = lines[0].split("\t")
+    ann = {"vgg16": float(re.search(r"\(([\d.]+)\)", header[1])[1]),
+           "resnet20": float(re.search(r"\(([\d.]+)\)", header[3])[1])}
+    rows = {}
+    for line in lines[2:]:
+        if line.startswith("Table 1"):
+            break
+        cells = [re.sub(r"<[^>]+>", "", cell) for cell in line.split("\t")]
+        name = re.sub(r"\s*\$?\\Gamma = (\d)\$?\s*", r"Γ=\1", cells[0])
+        rows[name] = tuple(float(cell) for cell in cells[1:5])
+    return ann, rows
+
+
 TABLE1_LABELS = [
     f"{name}, θ = {theta}{' (= λ)' if theta == 'λ/Γ' and 'Burst' not in name else ''}"
-    for name in PAPER_TABLE1 for theta in ("λ", "λ/Γ")
+    for name in paper_table1()[1] for theta in ("λ", "λ/Γ")
 ]
 
 
 def test_paper_numbers_are_table1() -> None:
-    assert PAPER_ANN == {"vgg16": 78.49, "resnet20": 80.69}
+    ann, rows = paper_table1()
+    assert list(rows) == ["Max-norm", "p-Norm", "LIPooling", "Burst (Γ=2)", "Burst (Γ=5)"]
+    assert PAPER_ANN == ann
     assert PAPER_ACC == {
         name: {"vgg16": {16: v16, 32: v32}, "resnet20": {16: r16, 32: r32}}
-        for name, (v16, v32, r16, r32) in PAPER_TABLE1.items()
+        for name, (v16, v32, r16, r32) in rows.items()
     }
 
 
@@ -234,20 +252,29 @@ def test_our_lowlatency_preset_gets_its_title(tmp_path: Path) -> None:
     # Γ=5, p=99.9 and LIPool are also the paper's Burst (Γ=5) row: the preset's title wins, and
     # the row carries no paper numbers. A named row lists only the knobs that tell rows of its
     # name apart (here none: one row each).
-    lowlatency = fake_result(T=2, gamma=5, v_init=0.5)
-    lowlatency["overrides"] = ["model=vgg16", "method=lowlatency"]
+    lowlatency = fake_result(T=2, gamma=5, v_init=0.5, method="lowlatency")
     table = build_table(load_results(write_results(tmp_path / "sweep", [fake_result(T=32), lowlatency])))
     assert [row.label for row in table.rows] == ["Burst (Γ=5)", "Low latency (ours)"]
     assert [row.paper_name for row in table.rows] == ["Burst (Γ=5)", None]
     assert table.Ts == [2, 16, 32] and table.cell("Low latency (ours)", "vgg16", 16) is None
 
 
+@pytest.mark.parametrize("knob", [{"v_init": 0.5}, {"reset": "hard"}, {"lambda_rule": "mse"}, {"channel_wise": True},
+                                  {"bias_correction": True}, {"calib_batches": 4}, {"theta_scale": 0.5}])
+def test_a_run_differing_from_a_paper_row_in_any_conversion_knob_is_not_named_after_it(
+        tmp_path: Path, knob: dict) -> None:
+    # p = 99.9, LIPool and Γ = 5 are the paper's Burst (Γ=5) row; one other knob differs.
+    table = build_table(load_results(write_results(tmp_path / "sweep", [fake_result(T=32), fake_result(T=32, **knob)])))
+    names = {row.label: row.paper_name for row in table.rows}
+    assert list(names.values()).count("Burst (Γ=5)") == 1 and len(names) == 2
+    other = next(label for label, name in names.items() if name is None)
+    assert "Burst" not in other and str(next(iter(knob.values()))) in other
+
+
 def test_named_rows_show_the_knobs_that_tell_them_apart(tmp_path: Path) -> None:
     runs = [fake_result(T=32, theta_scale=scale) for scale in ("1/gamma", 1.0)]
     for gamma in (8, 4):
-        run = fake_result(T=2, gamma=gamma, v_init=0.5)
-        run["overrides"] = ["model=vgg16", "method=lowlatency"]
-        runs.append(run)
+        runs.append(fake_result(T=2, gamma=gamma, v_init=0.5, method="lowlatency"))
     table = build_table(load_results(write_results(tmp_path / "sweep", runs)))
     assert sorted(row.label for row in table.rows) == [
         "Burst (Γ=5), θ = λ", "Burst (Γ=5), θ = λ/Γ", "Low latency (ours), Γ=4", "Low latency (ours), Γ=8"]
@@ -266,8 +293,7 @@ def test_a_companion_sweep_in_a_sub_folder_adds_its_rows(tmp_path: Path) -> None
 def test_a_row_shorter_than_the_table_shows_its_own_energy_and_latency(tmp_path: Path) -> None:
     # The lowlatency row runs T = 2 beside T = 32 rows: its energy at T = 2 and its 1-point
     # latency must show, not "–" for want of a T = 32 run.
-    lowlatency = fake_result(T=2, gamma=5, v_init=0.5)
-    lowlatency["overrides"] = ["model=vgg16", "method=lowlatency"]
+    lowlatency = fake_result(T=2, gamma=5, v_init=0.5, method="lowlatency")
     lowlatency["snn"]["acc_over_t"] = [0.90, 0.92]
     lowlatency["snn"]["energy_over_t"] = [0.14, 0.27]
     table = build_table(load_results(write_results(tmp_path / "sweep", [fake_result(T=32), lowlatency])))

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from burstsnn.report.table import build_table, frontier, load_results
+from burstsnn.report import build_table, load_results
+from burstsnn.report.points import frontier
 from conftest import REPO, tiny_overrides
 
 
@@ -46,6 +47,9 @@ def test_three_trial_search_writes_results_and_a_pareto_figure(tiny_idx_root: Pa
     assert (sweep / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = build_table(load_results(sweep))
     front = frontier(table, "vgg16")
-    assert front and len(front) <= sum(r["snn"]["T"] for r in results)
+    # The front is every (trial, t) point that no other point beats, found here by comparing all pairs.
+    points = {(100 * a, e) for r in results for a, e in zip(r["snn"]["acc_over_t"], r["snn"]["energy_over_t"])}
+    undominated = {p for p in points if not any(q != p and q[0] >= p[0] and q[1] <= p[1] for q in points)}
+    assert {(p.acc, p.energy_ratio) for p in front} == undominated
     csv_lines = (sweep / "frontier.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + len(front) and "hydra/sweeper" not in csv_lines[1]

@@ -6,7 +6,7 @@
 A converted SNN with direct input costs at least T forwards of the ANN; the ratio
 ``SNN time / T ANN forwards`` is the engine's overhead.  For each model: an ANN with
 random weights and BN with non-trivial running statistics (Fashion-MNIST shape,
-1×32×32, 10 classes), converted by ``burstsnn.conversion.convert.convert`` on a random
+1×32×32, 10 classes), converted by ``burstsnn.conversion.convert`` on a random
 calibration batch (p=99.9, Γ=5, theta_scale=1/5, LIPool).  The baseline is the
 fastest form of the same ANN: BN folded into the convolutions, channels-last,
 ``torch.inference_mode``.  All engines run on one input batch in one process, each
@@ -43,8 +43,8 @@ from rich.console import Console
 from rich.table import Table
 from torch import Tensor, nn
 
-from burstsnn.conversion.convert import convert, fold_bn
 from burstsnn.ann.models import build_model
+from burstsnn.conversion import convert, fold_bn
 from burstsnn.snn.network import SpikingNetwork
 
 IN_CHANNELS, IMAGE_SIZE, CLASSES = 1, 32, 10  # Fashion-MNIST as the experiments load it

@@ -1,6 +1,7 @@
-"""The graph operations a convertible ANN may use, by role: one list, shared by the
-conversion (`burstsnn.conversion.convert`), the spike units of every value (`burstsnn.conversion.units`)
-and the energy counter (`burstsnn.measure.energy`)."""
+"""The graph operations a convertible ANN may use, by role, and the windows of its pools:
+one list and one geometry, shared by the conversion (`burstsnn.conversion`), the graph walk
+that gives every value its spike unit (`burstsnn.conversion.units`, which the energy counter
+reads) and the simulation (`burstsnn.snn`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import operator
 
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
+from torch import Tensor, fx, nn
+
+from burstsnn.errors import ConversionError
 
 # ReLU call sites: each becomes a spiking neuron.
 RELU_MODULES = (nn.ReLU,)
@@ -109,3 +112,61 @@ def bind(names: tuple[str, ...], args: tuple, kwargs: dict) -> dict:
     """A call's arguments by name, given the function's leading parameter ``names``
     (defaults are left out)."""
     return {**dict(zip(names, args)), **kwargs}
+
+
+# --- pool windows: the one place where a pool (a module or a function call) becomes geometry
+
+Windows = tuple  # (kernel_size, stride, padding, ceil_mode) for fixed windows, (output_size,) for adaptive
+MAX_POOL_PARAMETERS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+AVG_POOL_PARAMETERS = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+                       "divisor_override")
+
+
+def pool_windows(node: fx.Node, module: nn.Module | None) -> Windows:
+    """The windows of the max or average pool that ``node`` calls (``module``: its module, for a
+    call_module). ConversionError for dilated windows or ``return_indices``, which spiking
+    pools do not have (the caller names the node)."""
+    if isinstance(module, (nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d)):
+        options, windows = vars(module), (module.output_size,)
+    elif module is not None:
+        options = vars(module)
+        windows = (module.kernel_size, module.stride, module.padding, module.ceil_mode)
+    elif node.target in (F.adaptive_max_pool2d, F.adaptive_avg_pool2d):
+        options = bind(("input", "output_size", "return_indices"), node.args, node.kwargs)
+        windows = (options["output_size"],)
+    else:
+        names = MAX_POOL_PARAMETERS if node.target is F.max_pool2d else AVG_POOL_PARAMETERS
+        options = bind(names, node.args, node.kwargs)
+        kernel = options["kernel_size"]
+        stride = options.get("stride") or kernel  # None or an empty list: the kernel size
+        windows = (kernel, stride, options.get("padding", 0), options.get("ceil_mode", False))
+    if options.get("dilation", 1) not in (1, (1, 1), [1, 1]) or options.get("return_indices", False):
+        raise ConversionError("max pooling with dilation or return_indices is not supported")
+    return windows
+
+
+def window_max(x: Tensor, windows: Windows) -> Tensor:
+    """x: ``[N, C, H, W]`` -> the max over each window, ``[N, C, H', W']``."""
+    if len(windows) == 1:
+        return F.adaptive_max_pool2d(x, windows[0])
+    kernel_size, stride, padding, ceil_mode = windows
+    return F.max_pool2d(x, kernel_size, stride, padding, ceil_mode=ceil_mode)
+
+
+def window_count(shape: torch.Size, windows: Windows) -> Tensor:
+    """How many input elements of ``shape`` ``[..., H, W]`` each window holds (padding left
+    out): ``[..., H', W']`` (float)."""
+    ones = torch.ones(1, 1, *shape[-2:])
+    if len(windows) == 1:  # adaptive window i along a side of n: [⌊i·n/m⌋, ⌈(i+1)·n/m⌉)
+        sides = [n if m is None else m for n, m in zip(shape[-2:], _pair(windows[0]))]
+        lengths = [torch.ceil((torch.arange(m) + 1) * n / m) - torch.floor(torch.arange(m) * n / m)
+                   for n, m in zip(shape[-2:], sides)]
+        counts = torch.outer(*lengths)
+    else:
+        kernel_size, stride, padding, ceil_mode = windows
+        counts = F.avg_pool2d(ones, kernel_size, stride, padding, ceil_mode, divisor_override=1)[0, 0]
+    return counts.expand(*shape[:-2], *counts.shape)
+
+
+def _pair(value: object) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)

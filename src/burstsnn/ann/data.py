@@ -28,6 +28,7 @@ from burstsnn.ann.datasets import (
     load_image_folder,
 )
 from burstsnn.errors import DatasetError
+from burstsnn.rules import check, check_choice
 
 __all__ = ["ImageDataModule", "SPECS", "DatasetSpec", "build_transform"]
 
@@ -175,15 +176,12 @@ class ImageDataModule(pl.LightningDataModule):
         limit_test_samples: int | None = None,
     ) -> None:
         super().__init__()
-        if name not in SPECS:
-            raise DatasetError(f"data.name={name!r}: expected one of {sorted(SPECS)}")
-        self.spec = SPECS[name]
+        self.spec = SPECS[check_choice("data.name", name, SPECS)]
         if in_channels is not None and in_channels != self.spec.in_channels:
             raise DatasetError(f"data.in_channels={in_channels}, but {name} has {self.spec.in_channels}")
         if num_classes is not None and num_classes != self.spec.num_classes and name != "imagenet":
             raise DatasetError(f"data.num_classes={num_classes}, but {name} has {self.spec.num_classes}")
-        if val_size < 0:
-            raise DatasetError(f"data.val_size={val_size} must be >= 0")
+        check("data.val_size", val_size)
         if download and name == "imagenet":
             raise DatasetError("data.download=true is not possible for imagenet: " + self.spec.fix)
         self.save_hyperparameters()

@@ -10,11 +10,10 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, fx, nn
 
+from burstsnn.conversion.units import Analog, Current, Unit
 from burstsnn.errors import ConversionError
-from burstsnn.graph_ops import ADD_FUNCTIONS, ADD_METHODS, is_call
+from burstsnn.graph_ops import AFFINE_MODULES
 from burstsnn.snn.network import SpikingNetwork
-
-BIASED_MODULES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
 
 
 class _ChannelMean:
@@ -48,25 +47,20 @@ def input_means(gm: fx.GraphModule, names: Sequence[str]) -> Iterator[dict[str, 
             handle.remove()
 
 
-def _biased_layer(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
+def _biased_layer(gm: fx.GraphModule, node: fx.Node, units: dict[fx.Node, Unit]) -> nn.Module:
     """The conv/linear (or unfolded BatchNorm) whose bias is part of the neuron ``node``'s input
-    current: the module computing ``node``'s input, or a summand of the add computing it (a
-    residual block's last conv). ConversionError if there is none or its output has other users."""
-    source = node.args[0]
-    candidates = [source]
-    if is_call(source, None, (), ADD_FUNCTIONS, ADD_METHODS):
-        candidates = [a for a in source.args if isinstance(a, fx.Node)]
-    for candidate in candidates:
-        if candidate.op != "call_module" or len(candidate.users) != 1:
-            continue
-        layer = gm.get_submodule(candidate.target)
-        if isinstance(layer, BIASED_MODULES):
-            if layer.bias is None and isinstance(layer, nn.BatchNorm1d | nn.BatchNorm2d):
-                continue  # affine=False: no bias to shift
-            if layer.bias is None:
-                out = layer.out_channels if isinstance(layer, nn.Conv1d | nn.Conv2d) else layer.out_features
-                layer.bias = nn.Parameter(torch.zeros(out, device=layer.weight.device, dtype=layer.weight.dtype))
-            return layer
+    current: the first layer summed directly into that input (the module computing it, or a
+    summand of the add computing it, as a residual block's last conv) whose output goes
+    nowhere else. ConversionError if there is none."""
+    unit = units[node.args[0]]
+    for source in unit.sources if isinstance(unit, (Analog, Current)) else ():
+        layer = gm.get_submodule(source.target)
+        if len(source.users) != 1 or (layer.bias is None and isinstance(layer, AFFINE_MODULES)):
+            continue  # shared output, or an affine=False BatchNorm: no bias to shift
+        if layer.bias is None:
+            out = layer.out_channels if isinstance(layer, nn.Conv1d | nn.Conv2d) else layer.out_features
+            layer.bias = nn.Parameter(torch.zeros(out, device=layer.weight.device, dtype=layer.weight.dtype))
+        return layer
     raise ConversionError(
         f"bias_correction: neuron '{node.target}' is not fed by a conv/linear/BatchNorm with a bias "
         "(directly or through an add) whose output goes nowhere else; set bias_correction=false"
@@ -74,17 +68,18 @@ def _biased_layer(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
 
 
 @torch.no_grad()
-def correct_bias(snn: SpikingNetwork, targets: dict[str, Tensor], x: Tensor) -> None:
+def correct_bias(snn: SpikingNetwork, targets: dict[str, Tensor], x: Tensor, units: dict[fx.Node, Unit]) -> None:
     """Shift biases of ``snn`` in place, neuron by neuron in graph order, so that each
     neuron's mean input current at the first step on ``x`` ``[B, ...]`` equals ``targets[name]``
     ``[C]`` (the ANN's mean pre-activation at that ReLU call site on the same inputs, recorded
     with ``input_means`` during calibration). Later neurons are corrected after the earlier
-    ones, so each sees the corrected first step of the layers before it."""
+    ones, so each sees the corrected first step of the layers before it. ``units``: the
+    graph walk of ``snn.net`` (``value_units``), which names the layers feeding each neuron."""
     graph = snn.net
     x = x.to(next(graph.parameters()).device)
     nodes = {node.target: node for node in graph.graph.nodes if node.op == "call_module"}
     for name, _ in snn.neurons():
-        layer = _biased_layer(graph, nodes[name])
+        layer = _biased_layer(graph, nodes[name], units)
         with input_means(graph, [name]) as got:
             snn(x, 1)
         layer.bias += (targets[name] - got[name].mean).to(layer.bias.dtype)

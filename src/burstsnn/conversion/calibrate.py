@@ -40,7 +40,6 @@ def batch_inputs(batch: object) -> Tensor:
     return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
-LAMBDA_RULES = ("percentile", "mse")
 # The "mse" rule tries λ = max·k/MSE_CANDIDATES, k = 1..MSE_CANDIDATES (max over all of a
 # row's activations), scoring each on at most MSE_SAMPLES activations per layer (split evenly
 # over its channels), drawn with a fixed seed.

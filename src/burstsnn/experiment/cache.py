@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 import burstsnn
+import burstsnn.ann
 from burstsnn.atomic import sha256_of, write_atomic, write_json_atomic
 
 # Data settings that do not change the trained ANN (where the files are, how fast they load,
@@ -29,20 +30,25 @@ from burstsnn.atomic import sha256_of, write_atomic, write_json_atomic
 DATA_KEYS_NOT_IN_KEY = frozenset(
     {"root", "download", "num_workers", "eval_batch_size", "limit_test_samples"}
 )
-# The package's source files that determine the trained ANN: the networks, the training
-# module and the data pipeline (relative to the package folder).
-ANN_SOURCES = ("ann/models/*.py", "ann/classifier.py", "ann/data.py", "ann/datasets.py")
+# The source files that determine the trained ANN: every module of the ANN station
+# (burstsnn.ann: the networks, the training module and the data pipeline).
+ANN_PACKAGE = Path(burstsnn.ann.__file__).parent
+ANN_SOURCES = "**/*.py"
 CHECKPOINT = "model.pt"
 META = "meta.json"
 
 
-def source_digest(package_dir: Path = Path(burstsnn.__file__).parent) -> str:
-    """Hex SHA-256 over the `ANN_SOURCES` files under `package_dir` (names and contents)."""
+def source_digest(package_dir: Path = ANN_PACKAGE) -> str:
+    """Hex SHA-256 over the `ANN_SOURCES` files under `package_dir` (names and contents).
+    RuntimeError if the pattern matches no file: the key would no longer see code changes."""
+    files = sorted(package_dir.glob(ANN_SOURCES))
+    if not files:
+        raise RuntimeError(f"no ANN source file matches {package_dir}/{ANN_SOURCES}: "
+                           "the ANN cache key would not see changes to the ANN's code")
     digest = hashlib.sha256()
-    for pattern in ANN_SOURCES:
-        for path in sorted(package_dir.glob(pattern)):
-            digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
+    for path in files:
+        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 

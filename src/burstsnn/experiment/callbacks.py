@@ -10,8 +10,8 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import nn
 
-from burstsnn.conversion.convert import convert
 from burstsnn.ann.data import ImageDataModule
+from burstsnn.conversion import convert
 from burstsnn.measure.evaluate import SNNEvaluator
 
 

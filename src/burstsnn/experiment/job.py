@@ -7,7 +7,6 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,31 +20,20 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
 from burstsnn.ann.classifier import ANNClassifier
+from burstsnn.ann.data import ImageDataModule
+from burstsnn.ann.models import build_model
 from burstsnn.atomic import write_json_atomic
+from burstsnn.errors import ConfigError
 from burstsnn.experiment.cache import AnnCache, ann_key
 from burstsnn.experiment.callbacks import ConversionCallback, ConversionSettings
-from burstsnn.experiment.config import resolved_config, theta_scale_value, validate
-from burstsnn.ann.data import ImageDataModule
-from burstsnn.errors import ConfigError
-from burstsnn.measure.frontier import t_within
-from burstsnn.ann.models import build_model
+from burstsnn.experiment.config import resolved_config, validate
+from burstsnn.experiment.context import JobContext
 from burstsnn.experiment.summary import print_summary
 from burstsnn.experiment.tracking import build_logger, close_logger, log_results
+from burstsnn.measure.frontier import t_within
+from burstsnn.rules import theta_scale_value
 
 log = logging.getLogger("burstsnn")
-
-
-@dataclass(frozen=True)
-class JobContext:
-    """Where a job writes (`job_dir`), its command-line overrides and its sweep (`group`)."""
-
-    job_dir: Path
-    overrides: tuple[str, ...] = ()
-    group: str | None = None
-
-    @property
-    def name(self) -> str:
-        return ",".join(self.overrides) or "default"
 
 
 def make_trainer(
@@ -182,7 +170,7 @@ def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
     rank_zero = rank_zero_only.rank == 0
     data = ImageDataModule(**cfg.data)
     data.setup()
-    logger = build_logger(cfg, context.job_dir, context.name, context.group) if rank_zero else None
+    logger = build_logger(cfg.logger, resolved_config(cfg), context) if rank_zero else None
     try:
         cache = AnnCache(Path(cfg.cache_dir))
         key = ann_key(cfg)
@@ -203,6 +191,7 @@ def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
         results = {
             "config": resolved_config(cfg),
             "overrides": list(context.overrides),
+            "method": context.method,
             "ann": {
                 "key": key, "trained": trained, "checkpoint": str(cache.entry(key)),
                 "test_acc": ann_acc, "val_acc": meta.get("val_acc"),

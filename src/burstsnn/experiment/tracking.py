@@ -2,38 +2,36 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 
-from burstsnn.experiment.config import resolved_config
+from burstsnn.experiment.context import JobContext
 
 
-def build_logger(cfg: DictConfig, job_dir: Path, name: str, group: str | None) -> Logger | None:
-    """The job's logger from `cfg.logger`: W&B (one run per job, `group` = the sweep), CSV or none.
+def build_logger(settings: DictConfig, config: dict[str, Any], context: JobContext) -> Logger | None:
+    """The job's logger from the `logger` config (`settings`): W&B (one run per job, named
+    `context.name`, grouped by `context.group` = the sweep), CSV or none; `config`: the job's
+    resolved config, which the run records.
 
-    W&B writes under `job_dir/wandb`; in offline mode `wandb sync <that dir>` uploads it later.
+    W&B writes under `context.job_dir/wandb`; in offline mode `wandb sync <that dir>` uploads it later.
     """
-    kind = cfg.logger.name
-    if kind == "none":
-        return None
-    if kind == "csv":
-        return CSVLogger(save_dir=str(job_dir), name="csv", version="")
-    if kind == "wandb":
+    if settings.name == "csv":
+        return CSVLogger(save_dir=str(context.job_dir), name="csv", version="")
+    if settings.name == "wandb":
         return WandbLogger(
-            project=cfg.logger.project,
-            entity=cfg.logger.entity,
-            name=name,
-            group=group,
+            project=settings.project,
+            entity=settings.entity,
+            name=context.name,
+            group=context.group,
             job_type="conversion",
-            tags=[cfg.data.name, cfg.model.name],
-            save_dir=str(job_dir),
-            mode=cfg.logger.mode,
-            config=resolved_config(cfg),
+            tags=[config["data"]["name"], config["model"]["name"]],
+            save_dir=str(context.job_dir),
+            mode=settings.mode,
+            config=config,
         )
-    raise ValueError(f"logger.name={kind!r} is unknown: choose wandb, csv or none")
+    return None  # "none" (burstsnn.rules allows no other name)
 
 
 def close_logger(logger: Logger | None) -> None:

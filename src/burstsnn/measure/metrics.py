@@ -13,9 +13,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torchmetrics import Metric
+from torchmetrics import Metric, MetricCollection
 
-from burstsnn.measure.energy import SynapticOps, count_macs, energy_over_t, energy_report, synaptic_layers
+from burstsnn.measure.energy import energy_over_t, energy_report
+from burstsnn.measure.synapses import SynapticOps, count_macs, synaptic_layers
+from burstsnn.rules import check
 from burstsnn.snn.network import SpikingNetwork
 
 
@@ -33,8 +35,7 @@ class AccuracyOverTime(Metric):
 
     def __init__(self, T: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-            raise ValueError(f"T must be an int >= 1, got {T!r}")
+        check("T", T)
         self.T = T
         self.add_state("correct", torch.zeros(T, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
@@ -118,10 +119,12 @@ class PoolingCorrectRatio(Metric):
 
 
 class SNNMetrics(nn.Module):
-    """All evaluation metrics of one ``SpikingNetwork`` simulated for T steps.
+    """All evaluation metrics of one ``SpikingNetwork`` simulated for T steps, in one
+    ``MetricCollection`` (one update feeds each metric what its ``update`` takes; states
+    move with the module and sum across DDP ranks).
 
-    ``input_shape``: one sample's shape, for the ANN's MACs, counted here with one
-    dummy forward of ``snn`` (T = 1).
+    ``input_shape``: one sample's shape, for the ANN's MACs (one dummy forward of ``snn``,
+    T = 1) and the graph walk that tells which layers spikes reach.
     Usage::
 
         with metrics.attach(snn):
@@ -133,13 +136,15 @@ class SNNMetrics(nn.Module):
     def __init__(self, snn: SpikingNetwork, T: int, input_shape: Sequence[int]) -> None:
         super().__init__()
         self.T = T
-        layers = synaptic_layers(snn)
-        self.first_layers = [layer.name for layer in layers if layer.input_unit is None]
+        layers = synaptic_layers(snn, input_shape)
+        self.first_layers = [layer.name for layer in layers if layer.theta is None]
         self.macs = count_macs(snn, input_shape)
-        self.accuracy = AccuracyOverTime(T)
-        self.firing_rates = FiringRates([name for name, _ in snn.neurons()])
-        self.pooling = PoolingCorrectRatio([name for name, _ in snn.pools()])
-        self.synaptic_ops = SynapticOps(layers, T)
+        self.collection = MetricCollection({
+            "accuracy": AccuracyOverTime(T),
+            "firing_rates": FiringRates([name for name, _ in snn.neurons()]),
+            "pooling": PoolingCorrectRatio([name for name, _ in snn.pools()]),
+            "synaptic_ops": SynapticOps(layers, T),
+        }, compute_groups=False)
 
     @contextmanager
     def attach(self, snn: SpikingNetwork) -> Iterator[SNNMetrics]:
@@ -148,7 +153,7 @@ class SNNMetrics(nn.Module):
         record = snn.record
         snn.record = True
         try:
-            with self.synaptic_ops.hooks(snn):
+            with self.collection["synaptic_ops"].hooks(snn):
                 yield self
         finally:
             snn.record = record
@@ -156,11 +161,11 @@ class SNNMetrics(nn.Module):
     def update(self, snn: SpikingNetwork, outputs: Tensor, target: Tensor) -> None:
         """After one forward ``outputs = snn(x, T)`` (``[T, B, K]``) inside ``attach``;
         ``target``: ``[B]`` class indices."""
-        batch_size = target.shape[0]
-        self.accuracy.update(outputs, target)
-        self.firing_rates.update(snn.spike_counts(), snn.neuron_counts(), batch_size)
-        self.pooling.update(snn.pool_states(), dict(snn.pools()), outputs.shape[0])
-        self.synaptic_ops.update(batch_size)
+        self.collection.update(
+            outputs=outputs, target=target, batch_size=target.shape[0],
+            spike_counts=snn.spike_counts(), neuron_counts=snn.neuron_counts(),
+            pool_states=snn.pool_states(), pools=dict(snn.pools()), T=outputs.shape[0],
+        )
 
     def compute(self) -> dict[str, Any]:
         """Plain Python numbers: acc_over_t (T floats, t = 1..T), acc_at_T, best_acc,
@@ -168,16 +173,17 @@ class SNNMetrics(nn.Module):
         pooling_correct_ratio {pool: ratio}, energy (``energy_report``, pJ per image over
         the T steps), energy_over_t (T floats: the SNN/ANN energy ratio had the run stopped
         at t = 1..T)."""
-        acc = self.accuracy.compute().reshape(-1)  # [T]; torchmetrics squeezes T = 1 to 0-d
+        metrics = self.collection
+        acc = metrics["accuracy"].compute().reshape(-1)  # [T]; torchmetrics squeezes T = 1 to 0-d
         best = int(torch.argmax(acc))
-        acs_per_step = self.synaptic_ops.compute()  # {layer: [T] ACs per image}
+        acs_per_step = metrics["synaptic_ops"].compute()  # {layer: [T] ACs per image}
         return {
             "acc_over_t": acc.tolist(),
             "acc_at_T": float(acc[-1]),
             "best_acc": float(acc[best]),
             "best_t": best + 1,
-            "firing_rates": {name: float(v) for name, v in self.firing_rates.compute().items()},
-            "pooling_correct_ratio": {name: float(v) for name, v in self.pooling.compute().items()},
+            "firing_rates": {name: float(v) for name, v in metrics["firing_rates"].compute().items()},
+            "pooling_correct_ratio": {name: float(v) for name, v in metrics["pooling"].compute().items()},
             "energy": energy_report(self.macs, {name: float(v.sum()) for name, v in acs_per_step.items()},
                                     self.T, self.first_layers),
             "energy_over_t": energy_over_t(self.macs, acs_per_step, self.T, self.first_layers),
@@ -185,5 +191,4 @@ class SNNMetrics(nn.Module):
 
     def reset(self) -> None:
         """Clear every metric's state."""
-        for metric in (self.accuracy, self.firing_rates, self.pooling, self.synaptic_ops):
-            metric.reset()
+        self.collection.reset()

@@ -1,5 +1,12 @@
-"""Sweep results -> Table 1, figures and the frontier: ``python -m burstsnn.report <sweep dir>``."""
+"""The report station: sweep results -> Table 1 (markdown, CSV), the figures and the
+accuracy-energy frontier. ``python -m burstsnn.report <sweep dir>``; in Python::
 
-from burstsnn.report.table import FIGURES, ReportError, build_table, load_results, write_report
+    from burstsnn.report import write_report
+    paths = write_report(sweep_dir)   # {"table1.md": Path, ..., "frontier.png": Path}
+"""
 
-__all__ = ["FIGURES", "ReportError", "build_table", "load_results", "write_report"]
+from burstsnn.report.load import ReportError, load_results
+from burstsnn.report.table import build_table
+from burstsnn.report.write import write_report
+
+__all__ = ["ReportError", "build_table", "load_results", "write_report"]

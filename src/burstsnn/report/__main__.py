@@ -1,5 +1,5 @@
-"""``python -m burstsnn.report <sweep dir>``."""
+"""``python -m burstsnn.report <sweep dir>``: see burstsnn.report.write."""
 
-from burstsnn.report.table import main
+from burstsnn.report.write import main
 
 main()

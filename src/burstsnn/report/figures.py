@@ -6,17 +6,17 @@ Drawn on bare `matplotlib.figure.Figure`s (Agg canvas, no pyplot state), written
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from burstsnn.atomic import write_atomic
-
-if TYPE_CHECKING:
-    from burstsnn.report.table import Row, Table
+from burstsnn.report.points import frontier, operating_points
+from burstsnn.report.table import Row, Table
 
 
 def _colour(index: int, count: int) -> Any:
@@ -117,7 +117,6 @@ def plot_frontier(table: Table, path: Path) -> Path | None:
     run, a point per step t), the Pareto front over all runs' points (black, t labelled), the
     ANN's accuracy (dashed) and energy (dotted). Top: all points; bottom: near the ANN.
     None if no run knows its energy over t."""
-    from burstsnn.report.table import frontier, operating_points
 
     models = [m for m in table.models if operating_points(table, m)]
     if not models:
@@ -157,10 +156,21 @@ def plot_frontier(table: Table, path: Path) -> Path | None:
     return _save(figure, path)
 
 
-# write_report draws these, by file name (see burstsnn.report.table.FIGURES for the captions).
-PLOTS: dict[str, Callable[[Table, Path], Path | None]] = {
-    "acc_over_t.png": plot_accuracy_over_t,
-    "pooling_ratio.png": plot_pooling_ratio,
-    "firing_rates.png": plot_firing_rates,
-    "frontier.png": plot_frontier,
+@dataclass(frozen=True)
+class Plot:
+    """A figure of the report: its caption, and ``draw(table, path)`` -> the PNG written (None
+    where the sweep has nothing to show)."""
+
+    caption: str
+    draw: Callable[[Table, Path], Path | None]
+
+
+# The figures write_report draws, by file name.
+FIGURES: dict[str, Plot] = {
+    "acc_over_t.png": Plot("Accuracy over time steps t, one curve per row (cf. paper Fig. 5a)",
+                           plot_accuracy_over_t),
+    "pooling_ratio.png": Plot("Pooling correct ratio per pooling layer (cf. paper Fig. 5b)", plot_pooling_ratio),
+    "firing_rates.png": Plot("Firing rate per spiking layer (cf. paper Fig. 5c)", plot_firing_rates),
+    "frontier.png": Plot("Accuracy against SNN/ANN energy ratio: a point per step t of each row's run, the Pareto "
+                         "front over all of them (t labelled), the ANN dashed", plot_frontier),
 }

@@ -23,6 +23,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from burstsnn.graph_ops import Windows, window_max
+
 
 def burst_step(
     v: Tensor, x: Tensor, theta: Tensor, gamma: int, out: Tensor, soft: bool, count: bool
@@ -45,24 +47,12 @@ def burst_step(
     return s.sum(dtype=torch.float64) if count else None
 
 
-Windows = tuple  # (kernel_size, stride, padding, ceil_mode) or (output_size,): adaptive
-
-
-def window_max(x: Tensor, windows: Windows) -> Tensor:
-    """x: ``[N, C, H, W]`` -> the max over each window, ``[N, C, H', W']``: those of
-    ``nn.MaxPool2d(*windows)``, or of ``nn.AdaptiveMaxPool2d(*windows)`` for one entry."""
-    if len(windows) == 1:
-        return torch.nn.functional.adaptive_max_pool2d(x, windows[0])
-    kernel_size, stride, padding, ceil_mode = windows
-    return torch.nn.functional.max_pool2d(x, kernel_size, stride, padding, ceil_mode=ceil_mode)
-
-
 def lipool_step(total: Tensor, pooled: Tensor, x: Tensor, out: Tensor, windows: Windows) -> None:
     """One LIPool step, in place: C(t) = C(t-1) + x; out = maxpool C(t) − maxpool C(t-1).
 
     total, x: ``[B, C, H, W]`` cumulative input (updated) and this step's input;
     pooled, out: ``[B, C, H', W']`` maxpool of the cumulative input (updated) and the
-    output (written); ``windows``: as in ``window_max``.
+    output (written); ``windows``: as in ``burstsnn.graph_ops.window_max``.
     """
     total.add_(x)
     m = window_max(total, windows)

@@ -9,8 +9,9 @@ import torch
 from torch import Tensor, fx, nn
 
 from burstsnn.graph_ops import IN_PLACE_METHODS, VIEW_FUNCTIONS, VIEW_METHODS
+from burstsnn.rules import check
 from burstsnn.snn.neurons import BurstNeuron
-from burstsnn.snn.pooling import _SpikingPool
+from burstsnn.snn.pooling import SpikingPool
 
 
 class MultiStep(nn.Module):
@@ -188,7 +189,7 @@ class SpikingNetwork(nn.Module):
 
     def pools(self) -> Iterator[tuple[str, nn.Module]]:
         """(layer name, LIPool | SpikeMaxPool) in graph order."""
-        return self._named(_SpikingPool)
+        return self._named(SpikingPool)
 
     def reset(self) -> None:
         """Clear every neuron's and pool's state (and recorded spike counts)."""
@@ -216,10 +217,8 @@ class SpikingNetwork(nn.Module):
         peak bytes (``step_bytes``), then the largest chunks that fit the budget.
         ``last_chunk`` is the chunk used.
         """
-        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-            raise ValueError(f"T must be an int >= 1, got {T!r}")
-        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-            raise ValueError(f"chunk must be None or an int >= 1, got {chunk!r}")
+        check("T", T)
+        check("chunk", chunk)
         if chunk is None and x.device.type == "cpu" and self.memory_budget is None:
             chunk = 1
         prefix, rest = self._parts

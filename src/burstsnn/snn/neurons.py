@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from burstsnn.rules import check
 from burstsnn.snn.kernels import fused_burst_step
-
-RESETS = ("soft", "hard")
 
 
 class BurstNeuron(nn.Module):
@@ -23,7 +22,7 @@ class BurstNeuron(nn.Module):
             step of input ``[B, ...]`` (e.g. ``[C, 1, 1]`` for per-channel θ).
         gamma: Γ, the most spikes per step (int ≥ 1).
         reset: "soft" (subtract s·θ) or "hard" (to zero on firing).
-        v_init: initial membrane potential in units of θ.
+        v_init: initial membrane potential in units of θ, in [0, 1).
 
     State: ``v`` (membrane potential ``[B, ...]``, None after ``reset()``) carries
     over between calls.  With ``record = True`` each call appends the total spike
@@ -40,10 +39,9 @@ class BurstNeuron(nn.Module):
         v_init: float = 0.0,
     ) -> None:
         super().__init__()
-        if isinstance(gamma, bool) or not isinstance(gamma, int) or gamma < 1:
-            raise ValueError(f"gamma must be an int >= 1, got {gamma!r}")
-        if reset not in RESETS:
-            raise ValueError(f"reset must be one of {RESETS}, got {reset!r}")
+        check("gamma", gamma)
+        check("reset", reset)
+        check("v_init", v_init)
         threshold = torch.as_tensor(threshold, dtype=torch.get_default_dtype())
         if not bool(torch.all(threshold > 0)) or not bool(torch.all(torch.isfinite(threshold))):
             raise ValueError("threshold must be positive and finite")

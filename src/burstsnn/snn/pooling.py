@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from burstsnn.snn.kernels import Windows, fused_lipool_step, window_max
+from burstsnn.graph_ops import Windows, window_max
+from burstsnn.snn.kernels import fused_lipool_step
 
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
@@ -31,7 +32,7 @@ def _steps_like(like: Tensor, steps: int) -> Tensor:
     return flat.view(steps, *like.shape)
 
 
-class _SpikingPool(nn.Module):
+class SpikingPool(nn.Module):
     """Shared arguments and state of the spiking max pools."""
 
     def __init__(
@@ -70,7 +71,7 @@ class _SpikingPool(nn.Module):
 
     @property
     def windows(self) -> Windows:
-        """The windows as ``burstsnn.snn.kernels.window_max`` takes them."""
+        """The windows as ``burstsnn.graph_ops.window_max`` takes them."""
         if self.output_size is not None:
             return (self.output_size,)
         return (self.kernel_size, self.stride, self.padding, self.ceil_mode)
@@ -94,7 +95,7 @@ class _SpikingPool(nn.Module):
         return torch.where(inside, index, size)
 
 
-class LIPool(_SpikingPool):
+class LIPool(SpikingPool):
     """Lateral-inhibition pooling: cumulative output = max-pool of cumulative input.
 
     out(t) = maxpool(C(t)) − maxpool(C(t−1)), the closed form of Eq. 12, for any
@@ -113,7 +114,7 @@ class LIPool(_SpikingPool):
         return out
 
 
-class SpikeMaxPool(_SpikingPool):
+class SpikeMaxPool(SpikingPool):
     """Baseline spiking max pool (Eq. 11): pass the current winner's input.
 
     In each window, the winner is the position with the largest cumulative input

@@ -6,6 +6,7 @@ from torch import nn
 
 from burstsnn.ann.models.resnet import ResNet20
 from burstsnn.ann.models.vgg import VGG16
+from burstsnn.rules import check, check_choice
 
 MODELS: dict[str, type[nn.Module]] = {"vgg16": VGG16, "resnet20": ResNet20}
 
@@ -16,10 +17,8 @@ def build_model(
 ) -> nn.Module:
     """Build the named ANN (`vgg16` or `resnet20`) for `image_size`² inputs; `classifier_hidden`
     > 0 ends it with FC-ReLU-FC instead of one Linear."""
-    if name not in MODELS:
-        raise ValueError(f"model.name={name!r} is unknown; choose one of {sorted(MODELS)}")
-    if image_size % 32:
-        raise ValueError(f"data.image_size={image_size} must be a multiple of 32 for {name}")
+    check_choice("model.name", name, MODELS)
+    check("data.image_size", image_size)
     return MODELS[name](
         num_classes=num_classes, in_channels=in_channels, width=width, image_size=image_size,
         classifier_hidden=classifier_hidden,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from burstsnn.ann.models.head import classifier
-
 from burstsnn.ann.models.vgg import scaled
 
 STAGE_CHANNELS: tuple[int, ...] = (64, 128, 256, 512)
