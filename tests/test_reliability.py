@@ -262,3 +262,10 @@ def test_checkpoints_load_with_weights_only(tmp_path: Path,
     monkeypatch.setattr(torch, "load", spy)
     assert cache.load("k", nn.Linear(2, 2)) is not None
     assert seen == [True]
+
+
+@pytest.mark.parametrize(("value", "expected"), [("2", 2), ("0.5", 0.5), ("null", None)])
+def test_batch_limits_keep_their_type(job_config, value: str, expected) -> None:
+    """Lightning reads an int as a count of batches and a float as a fraction of them."""
+    cfg = job_config(f"train.limit_train_batches={value}")
+    assert cfg.train.limit_train_batches == expected and type(cfg.train.limit_train_batches) is type(expected)

@@ -82,8 +82,8 @@ class TrainConfig(_Checked):
     momentum: float = 0.9
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
-    limit_train_batches: Optional[float] = None
-    limit_val_batches: Optional[float] = None
+    limit_train_batches: Any = None  # Any: typed float, OmegaConf would make a count of 2 batches the fraction 2.0
+    limit_val_batches: Any = None
 
 
 @dataclass
