@@ -73,6 +73,7 @@ def fake_result(
     curve = [round(0.1 + (final - 0.1) * (1 - math.exp(-t / tau)), 4) for t in range(1, T + 1)]
     best_t = max(range(T), key=lambda i: curve[i]) + 1
     spiking_layers, pool_layers = layer_names(model)
+    first_layer = "features.0" if model == "vgg16" else "stem.0"  # the conv fed by the image
     rates = {layer: round(0.01 + 0.005 * i * gamma * scale, 4) for i, layer in enumerate(spiking_layers)}
     pools = {} if pooling == "avg" else {
         layer: 1.0 if pooling == "lipool" else round(0.9 - 0.1 * i, 3)
@@ -87,11 +88,13 @@ def fake_result(
         "ann": {"key": f"{model}-key", "trained": False, "test_acc": ann, "val_acc": ann + 0.005,
                 "checkpoint": f"outputs/ann_cache/{model}-key/model.pt"},
         "snn": {"T": T, "theta_scale": scale, "acc_over_t": curve, "acc_at_T": curve[-1],
+                "agreement_over_t": [round(min(1.0, a / ann), 4) for a in curve],
+                "agreement_at_T": round(min(1.0, curve[-1] / ann), 4),
                 "best_acc": curve[best_t - 1], "best_t": best_t, "conversion_loss": round(ann - curve[-1], 4),
                 "firing_rates": rates, "pooling_correct_ratio": pools,
                 "energy": {"ann_macs": ann_macs, "snn_acs": acs, "snn_macs": 3.0e5,
                            "ann_energy_pj": 4.6 * ann_macs, "snn_energy_pj": 0.9 * acs + 4.6 * 3.0e5,
-                           "energy_ratio": energy_ratio},
+                           "energy_ratio": energy_ratio, "mac_layers": [first_layer]},
                 "energy_over_t": [round(energy_ratio * t / T, 6) for t in range(1, T + 1)],
                 "t_within_1pt": next((t for t, a in enumerate(curve, 1) if a >= ann - 0.01), None)},
         "timings": {"ann_s": 1.2, "calibration_s": 0.5, "simulation_s": 40.0, "logging_s": 0.3},

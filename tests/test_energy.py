@@ -7,6 +7,7 @@ from torch import fx, nn
 
 from burstsnn.conversion.convert import convert
 from burstsnn.measure.energy import E_AC_PJ, E_MAC_PJ, energy_over_t, energy_report
+from burstsnn.measure.metrics import SNNMetrics
 from burstsnn.measure.synapses import SynapticOps, _counts_over_samples, count_macs, synaptic_layers
 from burstsnn.snn.network import MultiStep, SpikingNetwork
 from burstsnn.snn.neurons import BurstNeuron
@@ -68,7 +69,7 @@ def test_synaptic_layers_find_the_feeding_neuron():
     theta = snn.thresholds()
     layers = synaptic_layers(snn, (1, 4, 4))
     assert [layer.name for layer in layers] == ["0", "3", "7"]
-    assert layers[0].theta is None and layers[0].sources == ()
+    assert layers[0].fed_by == "input" and layers[0].theta is None and layers[0].sources == ()
     # Through LIPool: the neuron's θ at each of the [2, 2, 2] pooled inputs; the pool sends them.
     assert torch.equal(layers[1].theta, theta["1"].expand(2, 2, 2)) and layers[1].sources == ("2",)
     # Through a 2×2 average and flatten: each input of the Linear receives the 4 spikes of its
@@ -87,6 +88,28 @@ class SumIntoConv(nn.Module):
     def forward(self, x):
         x = torch.relu(self.conv1(x))
         return self.conv3(x + torch.relu(self.conv2(x)))
+
+
+def test_a_layer_fed_by_another_layers_current_costs_its_macs_at_every_step():
+    # conv "2" gets spikes; conv "3" gets conv 2's output with no neuron between (a linear
+    # bottleneck, as in MNASNet and ShuffleNet): analog values, so MACs at every step like conv "0".
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 3, 1), nn.Conv2d(3, 2, 3),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(2 * 2 * 2, 3)).eval()
+    for conv in (ann[0], ann[2], ann[3]):
+        nn.init.uniform_(conv.weight, 0.1, 1.0)  # every neuron active during calibration
+    x = torch.rand(2, 1, 4, 4)
+    snn = convert(ann, [(x, None)])
+    assert [(layer.name, layer.fed_by) for layer in synaptic_layers(snn, (1, 4, 4))] == [
+        ("0", "input"), ("2", "spikes"), ("3", "current"), ("6", "spikes")]
+    metrics = SNNMetrics(snn, 5, (1, 4, 4))
+    with metrics.attach(snn):
+        outputs = snn(x, 5)
+    metrics.update(snn, outputs, torch.zeros(2, dtype=torch.long), outputs.sum(0).argmax(-1))
+    energy = metrics.compute()["energy"]
+    # MACs by hand: conv 0: 2·16 outputs × 9; conv 3: 2·4 outputs × 3·9; over 5 steps.
+    assert energy["mac_layers"] == ["0", "3"] and energy["snn_macs"] == 5 * (2 * 16 * 9 + 2 * 4 * 27)
+    assert set(energy["acs_per_layer"]) == {"2", "6"}
 
 
 def test_synaptic_layers_reject_a_sum_of_spikes_of_different_theta_feeding_a_conv():
@@ -177,14 +200,14 @@ def test_energy_costs_are_the_papers():
 
 def test_energy_over_t_by_hand():
     macs = {"a": 100, "b": 50, "c": 10}  # "a" is fed by the analog input
-    over_t = energy_over_t(macs, {"b": [5.0, 15.0], "c": [0.0, 5.0]}, T=2, first_layers=["a"])
+    over_t = energy_over_t(macs, {"b": [5.0, 15.0], "c": [0.0, 5.0]}, T=2, mac_layers=["a"])
     # ANN: 160 MACs = 736 pJ. t = 1: layer a's 100 MACs (460 pJ) + 5 ACs (4.5 pJ) = 464.5 pJ;
     # t = 2: 200 MACs (920 pJ) + 25 ACs (22.5 pJ) = 942.5 pJ.
     assert over_t == pytest.approx([464.5 / 736, 942.5 / 736])
     # Stopped at T, it is the whole run's energy (totals b = 20, c = 5).
-    assert over_t[-1] == pytest.approx(energy_report(macs, {"b": 20.0, "c": 5.0}, T=2, first_layers=["a"])["energy_ratio"])
+    assert over_t[-1] == pytest.approx(energy_report(macs, {"b": 20.0, "c": 5.0}, T=2, mac_layers=["a"])["energy_ratio"])
     with pytest.raises(ValueError, match="expected T=3"):
-        energy_over_t(macs, {"b": [5.0, 15.0], "c": [0.0, 5.0]}, T=3, first_layers=["a"])
+        energy_over_t(macs, {"b": [5.0, 15.0], "c": [0.0, 5.0]}, T=3, mac_layers=["a"])
 
 
 class FunctionalAvgPool(nn.Module):
@@ -300,7 +323,7 @@ def test_hooks_leave_outputs_identical_and_are_removed():
 
 def test_energy_report_by_hand():
     macs = {"a": 100, "b": 50, "c": 10}
-    report = energy_report(macs, {"b": 20.0, "c": 5.0}, T=4, first_layers=["a"])
+    report = energy_report(macs, {"b": 20.0, "c": 5.0}, T=4, mac_layers=["a"])
     assert report["ann_macs"] == 160
     assert report["snn_macs"] == 400  # the first layer costs its MACs at each of the 4 steps
     assert report["snn_acs"] == pytest.approx(25.0)
@@ -308,6 +331,6 @@ def test_energy_report_by_hand():
     assert report["snn_energy_pj"] == pytest.approx(1862.5)  # 400 MACs · 4.6 pJ + 25 ACs · 0.9 pJ
     assert report["energy_ratio"] == pytest.approx(1862.5 / 736.0)
     assert (report["e_mac_pj"], report["e_ac_pj"]) == (4.6, 0.9)
-    assert report["acs_per_layer"] == {"b": 20.0, "c": 5.0}
-    with pytest.raises(ValueError, match="non-first"):
-        energy_report(macs, {"b": 20.0}, T=4, first_layers=["a"])
+    assert report["acs_per_layer"] == {"b": 20.0, "c": 5.0} and report["mac_layers"] == ["a"]
+    with pytest.raises(ValueError, match="spike-fed layers"):
+        energy_report(macs, {"b": 20.0}, T=4, mac_layers=["a"])

@@ -106,12 +106,20 @@ def test_snn_metrics_bundle_everything_and_leave_outputs_identical():
     metrics = SNNMetrics(snn, T, (1, 8, 8))
     reference = [snn(x, T) for x, _ in batches]
     accuracy, rates, pooling = AccuracyOverTime(T), FiringRates(["1", "4"]), PoolingCorrectRatio(["2"])
+    agreeing = [0] * T  # images whose running SNN output at t has the ANN's top class, counted one by one
     with metrics.attach(snn):
         assert snn.record
         for (x, y), expected in zip(batches, reference):
             outputs = snn(x, T)
             assert torch.equal(outputs, expected)
-            metrics.update(snn, outputs, y)
+            with torch.no_grad():
+                ann_classes = ann(x).argmax(-1)
+            metrics.update(snn, outputs, y, ann_classes)
+            for i in range(x.shape[0]):
+                total = torch.zeros(outputs.shape[-1])
+                for t in range(T):
+                    total = total + outputs[t, i]
+                    agreeing[t] += int(int(total.argmax()) == int(ann_classes[i]))
             accuracy.update(outputs, y)
             rates.update(snn.spike_counts(), snn.neuron_counts(), x.shape[0])
             pooling.update(snn.pool_states(), dict(snn.pools()), T)
@@ -123,6 +131,8 @@ def test_snn_metrics_bundle_everything_and_leave_outputs_identical():
     assert result["acc_at_T"] == acc[-1]
     assert result["best_acc"] == max(acc)
     assert result["best_t"] == acc.index(max(acc)) + 1
+    assert result["agreement_over_t"] == pytest.approx([a / 4 for a in agreeing])
+    assert result["agreement_at_T"] == result["agreement_over_t"][-1] and 0 < sum(agreeing)
     assert result["firing_rates"] == {name: float(v) for name, v in rates.compute().items()}
     assert result["pooling_correct_ratio"] == {name: float(v) for name, v in pooling.compute().items()}
     energy = result["energy"]
@@ -153,7 +163,7 @@ def test_snn_metrics_do_not_depend_on_chunking():
         metrics = SNNMetrics(snn, T, (1, 8, 8))
         with metrics.attach(snn):
             outputs = snn(x, T, chunk)
-        metrics.update(snn, outputs, y)  # after the block, as the evaluation module does
+        metrics.update(snn, outputs, y, ann(x).argmax(-1))  # after the block, as the evaluation module does
         results.append(metrics.compute())
     assert results[0] == results[1]
 
@@ -165,7 +175,7 @@ def test_snn_metrics_at_a_single_step():
     metrics = SNNMetrics(snn, T, (1, 8, 8))
     with metrics.attach(snn):
         outputs = snn(x, T)
-        metrics.update(snn, outputs, y)
+        metrics.update(snn, outputs, y, ann(x).argmax(-1))
     result = metrics.compute()
     expected = (outputs[0].argmax(-1) == y).double().mean().item()
     assert result["acc_over_t"] == [expected] and result["acc_at_T"] == expected and result["best_t"] == 1

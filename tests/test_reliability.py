@@ -91,7 +91,7 @@ def test_every_setting_of_the_schema_has_a_rule_or_is_free_text() -> None:
     paths and the like, which their own code checks."""
     free = {"data.root", "data.in_channels", "data.num_classes", "model.in_channels", "model.num_classes",
             "model.image_size", "trainer.strategy", "logger.project", "logger.entity", "cache_dir",
-            "data.name", "model.name"}
+            "data.name", "model.name", "model.arch", "model.net", "checkpoint"}
 
     def keys(schema: type, prefix: str = "") -> set[str]:
         out = set()
@@ -163,7 +163,7 @@ def test_image_and_label_counts_must_agree(job_config, tmp_path: Path) -> None:
 
 def test_corrupt_cached_ann_is_retrained_never_used(job_config, tmp_path: Path) -> None:
     first = run_job(job_config(), JobContext(tmp_path / "job1"))
-    checkpoint = Path(first["ann"]["checkpoint"]) / "model.pt"
+    checkpoint = Path(first["ann"]["checkpoint"])
     checkpoint.write_bytes(checkpoint.read_bytes()[:-100])
     with pytest.warns(UserWarning, match="corrupt"):
         second = run_job(job_config(), JobContext(tmp_path / "job2"))

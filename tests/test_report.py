@@ -153,6 +153,7 @@ def test_latency_to_1pt_loss_and_its_energy(tmp_path: Path) -> None:
     result["ann"]["test_acc"] = 0.92
     result["snn"]["acc_over_t"] = [0.10, 0.80, 0.912, 0.90, 0.92]
     result["snn"]["energy_over_t"] = [0.1, 0.2, 0.3, 0.4, 0.5]
+    result["snn"]["agreement_over_t"] = [0.1, 0.7, 0.95, 0.9, 0.975]
     sweep = write_results(tmp_path / "sweep", [result, fake_result(T=5, gamma=1)])
     table = build_table(load_results(sweep))
     cell = table.cell("Burst (Γ=5)", "vgg16", 5)
@@ -160,9 +161,10 @@ def test_latency_to_1pt_loss_and_its_energy(tmp_path: Path) -> None:
     text = to_markdown(table)
     assert "VGG16 T to ≤ 1 pt loss (energy ratio)" in text
     line = next(line for line in text.splitlines() if line.startswith("| Burst (Γ=5) |") and "(t=" in line)
-    assert line.endswith("| 0.500 | 3 (0.300) |")
+    assert "VGG16 agreement with ANN (%) at T=5" in text
+    assert line.endswith("| 0.500 | 97.50 | 3 (0.300) |")
     row = next(r for r in csv.DictReader(io.StringIO(to_csv(table))) if r["row"] == "Burst (Γ=5)")
-    assert (row["t_within_1pt"], row["energy_ratio_within_1pt"]) == ("3", "0.3")
+    assert (row["t_within_1pt"], row["energy_ratio_within_1pt"], row["agreement_pct"]) == ("3", "0.3", "97.5")
 
 
 def test_frontier_is_the_non_dominated_operating_points(table1_sweep: Path, tmp_path: Path) -> None:
@@ -296,7 +298,8 @@ def test_a_row_shorter_than_the_table_shows_its_own_energy_and_latency(tmp_path:
     lowlatency = fake_result(T=2, gamma=5, v_init=0.5, method="lowlatency")
     lowlatency["snn"]["acc_over_t"] = [0.90, 0.92]
     lowlatency["snn"]["energy_over_t"] = [0.14, 0.27]
+    lowlatency["snn"]["agreement_over_t"] = [0.95, 0.9875]
     table = build_table(load_results(write_results(tmp_path / "sweep", [fake_result(T=32), lowlatency])))
     line = next(line for line in to_markdown(table).splitlines()
                 if line.startswith("| Low latency (ours)") and "best" not in line and "(t=2)" in line)
-    assert line.endswith("| 0.270 (T=2) | 2 (0.270) |")
+    assert line.endswith("| 0.270 (T=2) | 98.75 (T=2) | 2 (0.270) |")

@@ -1,5 +1,6 @@
 """The job's console summary names every conversion knob that changes the SNN."""
 
+import re
 from io import StringIO
 
 from rich.console import Console
@@ -20,3 +21,13 @@ def test_summary_names_the_lambda_rule_and_its_calibration():
     lowlatency = summary_text(lambda_rule="mse", channel_wise=True, bias_correction=True, calib_batches=4)
     assert "λ: least squared error per channel, biases corrected (4 training batches)" in lowlatency
     assert "Γ=5  pooling=lipool" in lowlatency
+
+
+def test_summary_shows_agreement_and_the_layers_that_cost_macs():
+    result = fake_result(T=16)
+    console = Console(file=StringIO(), width=200)
+    print_summary(result, console)
+    text = console.file.getvalue()
+    agreement = result["snn"]["agreement_over_t"]
+    assert re.search(rf"agrees with ANN\s*│\s*t=8: {100 * agreement[7]:.2f} %  t=16: {100 * agreement[15]:.2f} %", text)
+    assert "MACs at every step in 1 layer fed by analog values" in text

@@ -13,4 +13,8 @@ class ConversionError(ValueError):
     """A model cannot be converted (unsupported layer, NaN/inf weights or activations)."""
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DatasetError, ConversionError)
+class CheckpointError(ValueError):
+    """A checkpoint given to convert is missing, unreadable, or does not fit the configured model."""
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DatasetError, ConversionError, CheckpointError)

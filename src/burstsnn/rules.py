@@ -118,6 +118,7 @@ RULES: dict[str, Rule] = {
     # model
     "model.width": _POSITIVE,
     "model.classifier_hidden": Rule("an integer ≥ 0 (0 = one Linear, the paper's)", _int_at_least(0)),
+    "model.kwargs": Rule("a mapping of argument names to values", lambda v: isinstance(v, dict)),
     # training recipe
     "train.epochs": _INT_1,
     "train.lr": _POSITIVE,

@@ -8,6 +8,7 @@ file is written last, so an entry without it is incomplete and is never used.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import warnings
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 from filelock import FileLock
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -58,16 +60,30 @@ def code_version() -> dict[str, str]:
     return {"version": burstsnn.__version__, "source_sha256": source_digest()}
 
 
+def factory_digest(target: str) -> str | None:
+    """Hex SHA-256 of the source file that defines `target` (a dotted path), None if it has none."""
+    try:
+        source = inspect.getsourcefile(get_object(target))
+    except (TypeError, ValueError, ImportError):
+        return None
+    return sha256_of(Path(source)) if source else None
+
+
 def ann_identity(cfg: DictConfig) -> dict[str, Any]:
     """What determines the trained ANN (and nothing else): the data, model, training and seed
-    settings of the job config, and the code that builds and trains the ANN."""
+    settings of the job config, and the code that builds and trains the ANN (for a custom
+    network, the file that defines its factory too)."""
     data = OmegaConf.to_container(cfg.data, resolve=True)
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    code = code_version()
+    if model["name"] == "custom":
+        code = {**code, "net_source_sha256": factory_digest(model["net"]["_target_"])}
     return {
         "data": {k: v for k, v in data.items() if k not in DATA_KEYS_NOT_IN_KEY},
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "model": model,
         "train": OmegaConf.to_container(cfg.train, resolve=True),
         "seed": cfg.seed,
-        "code": code_version(),
+        "code": code,
     }
 
 
@@ -85,6 +101,10 @@ class AnnCache:
 
     def entry(self, key: str) -> Path:
         return self.root / key
+
+    def checkpoint(self, key: str) -> Path:
+        """The entry's weights: a plain state dict (what `checkpoint=<path>` also takes)."""
+        return self.entry(key) / CHECKPOINT
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:

@@ -75,7 +75,7 @@ class ConversionCallback(pl.Callback):
         )
         calibration_s = time.perf_counter() - started
         image_shape = (data.in_channels, data.image_size, data.image_size)  # as every image comes out
-        evaluator = SNNEvaluator(snn, s.T, image_shape, s.chunk)
+        evaluator = SNNEvaluator(snn, ann, s.T, image_shape, s.chunk)
         trainer = self.make_trainer()
         started = time.perf_counter()
         trainer.test(evaluator, datamodule=data, verbose=False)

@@ -17,9 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from burstsnn.ann.data import SPECS
-from burstsnn.ann.models import MODELS
+from burstsnn.ann.models import KINDS
+from burstsnn.ann.models.torchvision import classifiers
 from burstsnn.errors import ConfigError
-from burstsnn.rules import INVERSE_GAMMA, RULES, check, check_choice
+from burstsnn.rules import INVERSE_GAMMA, RULES, check, check_choice, refuse
 
 SCHEMA = "job_schema"  # its name in the ConfigStore, as conf/config.yaml's defaults list names it
 
@@ -65,13 +66,24 @@ class DataConfig(_Checked):
 
 @dataclass
 class ModelConfig(_Checked):
-    PREFIX, CHOICES = "model.", {"name": MODELS}
+    PREFIX, CHOICES = "model.", {"name": KINDS}
     name: str = "vgg16"
-    width: float = 0.25
+    width: float = 0.25          # the paper's networks
     in_channels: int = 1
     num_classes: int = 10
     image_size: int = 32
-    classifier_hidden: int = 0
+    classifier_hidden: int = 0   # the paper's networks
+    arch: Optional[str] = None   # name=torchvision: a torchvision classifier
+    kwargs: Any = field(default_factory=dict)  # name=torchvision: more arguments of get_model
+    net: Any = None              # name=custom: {_target_: dotted path, its arguments...}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.name == "torchvision" and self.arch not in classifiers():
+            raise refuse("model.arch", self.arch, "the name of a torchvision classification model, e.g. resnet18 "
+                                                  "(torchvision.models.list_models(module=torchvision.models))")
+        if self.name == "custom" and not (isinstance(self.net, dict) and isinstance(self.net.get("_target_"), str)):
+            raise refuse("model.net", self.net, "a _target_ (model.net._target_=<module.factory>) and its arguments")
 
 
 @dataclass
@@ -128,6 +140,7 @@ class JobConfig(_Checked):
     bias_correction: Any = False
     calib_batches: int = 1
     chunk: Optional[int] = None
+    checkpoint: Optional[str] = None  # convert these weights instead of training (or reusing) the ANN
     cache_dir: str = "outputs/ann_cache"
     skip_done: Any = False
 

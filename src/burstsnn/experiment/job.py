@@ -12,7 +12,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.plugins.environments import SLURMEnvironment
@@ -21,7 +21,8 @@ from torch import nn
 
 from burstsnn.ann.classifier import ANNClassifier
 from burstsnn.ann.data import ImageDataModule
-from burstsnn.ann.models import build_model
+from burstsnn.ann.checkpoint import load_checkpoint
+from burstsnn.ann.models import build_ann
 from burstsnn.atomic import write_json_atomic
 from burstsnn.errors import ConfigError
 from burstsnn.experiment.cache import AnnCache, ann_key
@@ -57,15 +58,6 @@ def make_trainer(
         logger=logger if logger is not None else False,
         callbacks=[*progress_bar, *callbacks],
         **overrides,
-    )
-
-
-def build_ann(cfg: DictConfig) -> nn.Module:
-    """The untrained ANN of `cfg.model`."""
-    model = cfg.model
-    return build_model(
-        model.name, model.num_classes, model.in_channels, model.width, model.image_size,
-        model.classifier_hidden,
     )
 
 
@@ -172,18 +164,24 @@ def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
     data.setup()
     logger = build_logger(cfg.logger, resolved_config(cfg), context) if rank_zero else None
     try:
-        cache = AnnCache(Path(cfg.cache_dir))
-        key = ann_key(cfg)
-        module = ann_module(cfg, build_ann(cfg))
+        module = ann_module(cfg, build_ann(OmegaConf.to_container(cfg.model, resolve=True)))
         conversion = ConversionCallback(conversion_settings(cfg), lambda: make_trainer(cfg, logger))
-        meta, trained = cache.load_or_train(
-            key, module.model, lambda _: train_ann(cfg, module, data, logger, conversion),
-            rank_zero=rank_zero,
-        )
+        if cfg.checkpoint is not None:  # weights trained elsewhere: no training, the cache untouched
+            sha256 = load_checkpoint(module.model, Path(cfg.checkpoint))
+            ann = {"key": None, "trained": False, "checkpoint": cfg.checkpoint, "checkpoint_sha256": sha256}
+            log.info("Loaded the ANN from checkpoint=%s (SHA-256 %s)", cfg.checkpoint, sha256)
+        else:
+            cache, key = AnnCache(Path(cfg.cache_dir)), ann_key(cfg)
+            meta, trained = cache.load_or_train(
+                key, module.model, lambda _: train_ann(cfg, module, data, logger, conversion),
+                rank_zero=rank_zero,
+            )
+            ann = {"key": key, "trained": trained, "checkpoint": str(cache.checkpoint(key)),
+                   "checkpoint_sha256": meta["sha256"], "val_acc": meta.get("val_acc"),
+                   "train_seconds": meta.get("train_seconds")}
+            log.info("%s the ANN: %s", "Trained" if trained else "Reused cached", cache.entry(key))
         ann_s = time.perf_counter() - started - conversion.seconds  # without fit's conversion
-        log.info("%s the ANN (%.1f s): %s", "Trained" if trained else "Reused cached", ann_s,
-                 cache.entry(key))
-        if not trained:
+        if not ann["trained"]:
             conversion.run(module.model, data)
         ann_acc = test_ann(cfg, module, data)
         snn = dict(conversion.results)
@@ -192,11 +190,7 @@ def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
             "config": resolved_config(cfg),
             "overrides": list(context.overrides),
             "method": context.method,
-            "ann": {
-                "key": key, "trained": trained, "checkpoint": str(cache.entry(key)),
-                "test_acc": ann_acc, "val_acc": meta.get("val_acc"),
-                "train_seconds": meta.get("train_seconds"),
-            },
+            "ann": {**ann, "test_acc": ann_acc},
             "snn": {**snn, "conversion_loss": ann_acc - snn["acc_at_T"],
                     "t_within_1pt": t_within(snn["acc_over_t"], ann_acc, points=1.0)},
             "timings": {"ann_s": ann_s, **timings},

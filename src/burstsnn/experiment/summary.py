@@ -25,8 +25,8 @@ def print_summary(results: dict[str, Any], console: Console | None = None) -> No
                   show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("ANN", f"{100 * ann['test_acc']:.2f} % test accuracy "
-                         f"({'trained' if ann['trained'] else 'cached'}: {ann['checkpoint']})")
+    origin = "trained" if ann["trained"] else "cached" if ann["key"] else "loaded"
+    table.add_row("ANN", f"{100 * ann['test_acc']:.2f} % test accuracy ({origin}: {ann['checkpoint']})")
     table.add_row("conversion", f"Γ={cfg['gamma']}  pooling={cfg['pooling']}  "
                                 f"reset={cfg['reset']}  v_init={cfg['v_init']}  "
                                 f"θ={snn['theta_scale']:.3g}·λ ({cfg['theta_scale']})")
@@ -35,6 +35,8 @@ def print_summary(results: dict[str, Any], console: Console | None = None) -> No
     table.add_row("SNN accuracy", "  ".join(
         f"t={t}: {100 * snn['acc_over_t'][t - 1]:.2f} %" for t in marks))
     table.add_row("best over t≤T", f"{100 * snn['best_acc']:.2f} % at t={snn['best_t']}")
+    table.add_row("agrees with ANN", "  ".join(
+        f"t={t}: {100 * snn['agreement_over_t'][t - 1]:.2f} %" for t in marks))
     table.add_row("conversion loss", f"{100 * snn['conversion_loss']:.2f} points at T={T}")
     t1 = snn["t_within_1pt"]
     table.add_row("within 1 pt of ANN", "not within T" if t1 is None else
@@ -47,9 +49,11 @@ def print_summary(results: dict[str, Any], console: Console | None = None) -> No
         table.add_row("pooling correct", "  ".join(
             f"{k}: {v:.3f}" for k, v in snn["pooling_correct_ratio"].items()))
     energy = snn["energy"]
+    mac_layers = len(energy["mac_layers"])
     table.add_row("energy", f"SNN/ANN = {energy['energy_ratio']:.3f} "
                             f"({energy['snn_energy_pj'] / 1e6:.2f} µJ vs "
-                            f"{energy['ann_energy_pj'] / 1e6:.2f} µJ per image)")
+                            f"{energy['ann_energy_pj'] / 1e6:.2f} µJ per image; MACs at every step in "
+                            f"{mac_layers} layer{'s' if mac_layers != 1 else ''} fed by analog values)")
     timings = results["timings"]
     table.add_row("wall time", "  ".join(f"{k[:-2]} {v:.1f} s" for k, v in timings.items()))
     (console or Console()).print(table)

@@ -51,6 +51,7 @@ def summary_scalars(results: dict[str, Any]) -> dict[str, float]:
         "snn/acc_at_T": snn["acc_at_T"],
         "snn/best_acc": snn["best_acc"],
         "snn/best_t": snn["best_t"],
+        "snn/agreement_at_T": snn["agreement_at_T"],
         "snn/conversion_loss": snn["conversion_loss"],
         "snn/theta_scale": snn["theta_scale"],
     }
@@ -68,17 +69,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+CURVES = {"snn/acc": "acc_over_t", "snn/agreement": "agreement_over_t", "snn/energy_ratio": "energy_over_t"}
+
+
 def curves_over_t(results: dict[str, Any]) -> list[dict[str, float]]:
-    """One row per step t = 1..T: {"snn/t", "snn/acc", "snn/energy_ratio"} (the energy ratio
-    had the run stopped at t)."""
+    """One row per step t = 1..T: {"snn/t", "snn/acc", "snn/agreement", "snn/energy_ratio"}
+    (accuracy, agreement with the ANN and energy ratio had the run stopped at t)."""
     snn = results["snn"]
-    return [{"snn/t": t, "snn/acc": acc, "snn/energy_ratio": energy}
-            for t, (acc, energy) in enumerate(zip(snn["acc_over_t"], snn["energy_over_t"]), start=1)]
+    return [{"snn/t": t, **{name: snn[key][t - 1] for name, key in CURVES.items()}}
+            for t in range(1, len(snn["acc_over_t"]) + 1)]
 
 
 def log_results(logger: Logger | None, results: dict[str, Any]) -> None:
-    """Log a job's results (as in results.json): SNN accuracy and energy ratio over t as
-    curves whose x axis is t, firing rates as a table + bar chart (W&B), and the headline
+    """Log a job's results (as in results.json): SNN accuracy, agreement with the ANN and energy
+    ratio over t as curves whose x axis is t, firing rates as a table + bar chart (W&B), and the headline
     numbers."""
     if isinstance(logger, WandbLogger):
         _log_wandb(logger, results)
@@ -94,8 +98,8 @@ def _log_wandb(logger: WandbLogger, results: dict[str, Any]) -> None:
 
     run = logger.experiment
     run.define_metric("snn/t")
-    run.define_metric("snn/acc", step_metric="snn/t")
-    run.define_metric("snn/energy_ratio", step_metric="snn/t")
+    for name in CURVES:
+        run.define_metric(name, step_metric="snn/t")
     for row in curves_over_t(results):
         run.log(row)
     rates = wandb.Table(

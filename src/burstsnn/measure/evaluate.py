@@ -5,24 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
-from torch import Tensor
+from torch import Tensor, nn
 
 from burstsnn.measure.metrics import SNNMetrics
 from burstsnn.snn.network import SpikingNetwork
 
 
 class SNNEvaluator(pl.LightningModule):
-    """Simulates `snn` for `T` steps per test batch and accumulates SNNMetrics.
+    """Simulates `snn` for `T` steps per test batch and accumulates SNNMetrics, with `ann`'s
+    predictions on the same batch for the agreement over t.
 
     Lightning brings devices/DDP, progress bars and loggers; the metrics are torchmetrics,
     summed across ranks. After `trainer.test(...)`, `results` holds SNNMetrics.compute().
     """
 
     def __init__(
-        self, snn: SpikingNetwork, T: int, input_shape: tuple[int, ...], chunk: int | None = None
+        self, snn: SpikingNetwork, ann: nn.Module, T: int, input_shape: tuple[int, ...], chunk: int | None = None
     ) -> None:
         super().__init__()
         self.snn = snn
+        self.ann = ann
         self.T = T
         self.chunk = chunk
         self.metrics = SNNMetrics(snn, T, input_shape)
@@ -32,7 +34,7 @@ class SNNEvaluator(pl.LightningModule):
         x, y = batch  # x: [B, C, H, W], y: [B]
         with self.metrics.attach(self.snn):
             outputs = self.snn(x, self.T, self.chunk)  # [T, B, classes]
-        self.metrics.update(self.snn, outputs, y)
+        self.metrics.update(self.snn, outputs, y, self.ann(x).argmax(-1))
 
     def on_test_epoch_end(self) -> None:
         self.results = self.metrics.compute()

@@ -51,6 +51,17 @@ class AccuracyOverTime(Metric):
         return self.correct.double() / self.total
 
 
+class AgreementOverTime(AccuracyOverTime):
+    """Agreement with the ANN at every t = 1..T: the share of samples whose SNN prediction at t
+    is the ANN's prediction (a fidelity measure that needs no labels).
+
+    update(outputs ``[T, B, K]``, ann_predictions ``[B]``: the ANN's argmax on the same inputs).
+    compute() -> ``[T]`` agreeing / samples."""
+
+    def update(self, outputs: Tensor, ann_predictions: Tensor) -> None:
+        super().update(outputs, ann_predictions)
+
+
 class FiringRates(Metric):
     """Firing rate of each spiking layer: spikes per neuron per step (a burst of k counts k).
 
@@ -137,10 +148,11 @@ class SNNMetrics(nn.Module):
         super().__init__()
         self.T = T
         layers = synaptic_layers(snn, input_shape)
-        self.first_layers = [layer.name for layer in layers if layer.theta is None]
+        self.mac_layers = [layer.name for layer in layers if layer.theta is None]
         self.macs = count_macs(snn, input_shape)
         self.collection = MetricCollection({
             "accuracy": AccuracyOverTime(T),
+            "agreement": AgreementOverTime(T),
             "firing_rates": FiringRates([name for name, _ in snn.neurons()]),
             "pooling": PoolingCorrectRatio([name for name, _ in snn.pools()]),
             "synaptic_ops": SynapticOps(layers, T),
@@ -158,23 +170,25 @@ class SNNMetrics(nn.Module):
         finally:
             snn.record = record
 
-    def update(self, snn: SpikingNetwork, outputs: Tensor, target: Tensor) -> None:
+    def update(self, snn: SpikingNetwork, outputs: Tensor, target: Tensor, ann_predictions: Tensor) -> None:
         """After one forward ``outputs = snn(x, T)`` (``[T, B, K]``) inside ``attach``;
-        ``target``: ``[B]`` class indices."""
+        ``target``: ``[B]`` class indices; ``ann_predictions``: ``[B]`` the ANN's classes for x."""
         self.collection.update(
-            outputs=outputs, target=target, batch_size=target.shape[0],
+            outputs=outputs, target=target, ann_predictions=ann_predictions, batch_size=target.shape[0],
             spike_counts=snn.spike_counts(), neuron_counts=snn.neuron_counts(),
             pool_states=snn.pool_states(), pools=dict(snn.pools()), T=outputs.shape[0],
         )
 
     def compute(self) -> dict[str, Any]:
         """Plain Python numbers: acc_over_t (T floats, t = 1..T), acc_at_T, best_acc,
-        best_t (1-based, the first best), firing_rates {layer: spikes per neuron per step},
+        best_t (1-based, the first best), agreement_over_t (T floats: the share of samples
+        whose prediction at t is the ANN's), agreement_at_T, firing_rates {layer: spikes per neuron per step},
         pooling_correct_ratio {pool: ratio}, energy (``energy_report``, pJ per image over
         the T steps), energy_over_t (T floats: the SNN/ANN energy ratio had the run stopped
         at t = 1..T)."""
         metrics = self.collection
         acc = metrics["accuracy"].compute().reshape(-1)  # [T]; torchmetrics squeezes T = 1 to 0-d
+        agreement = metrics["agreement"].compute().reshape(-1)
         best = int(torch.argmax(acc))
         acs_per_step = metrics["synaptic_ops"].compute()  # {layer: [T] ACs per image}
         return {
@@ -182,11 +196,13 @@ class SNNMetrics(nn.Module):
             "acc_at_T": float(acc[-1]),
             "best_acc": float(acc[best]),
             "best_t": best + 1,
+            "agreement_over_t": agreement.tolist(),
+            "agreement_at_T": float(agreement[-1]),
             "firing_rates": {name: float(v) for name, v in metrics["firing_rates"].compute().items()},
             "pooling_correct_ratio": {name: float(v) for name, v in metrics["pooling"].compute().items()},
             "energy": energy_report(self.macs, {name: float(v.sum()) for name, v in acs_per_step.items()},
-                                    self.T, self.first_layers),
-            "energy_over_t": energy_over_t(self.macs, acs_per_step, self.T, self.first_layers),
+                                    self.T, self.mac_layers),
+            "energy_over_t": energy_over_t(self.macs, acs_per_step, self.T, self.mac_layers),
         }
 
     def reset(self) -> None:

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from burstsnn.conversion.units import Analog, Spikes, value_units
-from burstsnn.graph_ops import SYNAPTIC_MODULES, describe
+from burstsnn.graph_ops import SYNAPTIC_MODULES
 from burstsnn.snn.network import SpikingNetwork
 
 
@@ -30,15 +30,18 @@ from burstsnn.snn.network import SpikingNetwork
 class SynapticLayer:
     """A Conv/Linear layer of a converted network and what reaches it.
 
-    ``theta``: the θ that turns its input values into spikes arriving at each input element
-    (``[C, ...]``, the input's shape without batch; value / θ = spikes), or None for a layer
-    fed by analog values (it costs MACs at every step); ``peak``: the most spikes an input
-    element receives in one step; ``sources``: the spiking modules whose spikes reach it.
+    ``fed_by``: "spikes", "input" (analog values computed from the image without a neuron) or
+    "current" (another layer's output, with no neuron between): the last two cost MACs at
+    every step. ``theta``: for spikes, the θ that turns its input values into spikes arriving
+    at each input element (``[C, ...]``, the input's shape without batch; value / θ = spikes),
+    else None; ``peak``: the most spikes an input element receives in one step; ``sources``:
+    the spiking modules whose spikes reach it.
     """
 
     name: str
     module: nn.Module
-    theta: Tensor | None
+    fed_by: str
+    theta: Tensor | None = None
     peak: int = 0
     sources: tuple[str, ...] = ()
 
@@ -46,8 +49,8 @@ class SynapticLayer:
 def synaptic_layers(snn: SpikingNetwork, input_shape: Sequence[int]) -> list[SynapticLayer]:
     """The Conv1d/Conv2d/Linear layers of ``snn.net`` in graph order, each with what reaches it
     (``input_shape``: one sample's shape, for the graph walk).  ValueError naming the layer
-    when its input is neither spikes whose count is exact nor the analog input (e.g. a sum of
-    spike trains of different θ, or another layer's current), or it is called more than once."""
+    when its input is a sum of spike trains of different θ (whose spike count the sum does
+    not tell), or it is called more than once."""
     gm = snn.net
     param = next(gm.parameters())
     units = value_units(gm, torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype))
@@ -60,14 +63,13 @@ def synaptic_layers(snn: SpikingNetwork, input_shape: Sequence[int]) -> list[Syn
         seen.add(node.target)
         module, source = gm.get_submodule(node.target), node.args[0]
         unit = units[source]
-        if isinstance(unit, Analog):
-            layers.append(SynapticLayer(node.target, module, None))
-        elif isinstance(unit, Spikes) and unit.exact:
-            layers.append(SynapticLayer(node.target, module, unit.theta[0], unit.peak, unit.sources))
+        if isinstance(unit, Spikes) and not unit.exact:
+            raise ValueError(f"layer '{node.target}': its input is a sum of spikes of different θ (from "
+                             f"{', '.join(unit.sources)}); cannot count its synaptic events")
+        if isinstance(unit, Spikes):
+            layers.append(SynapticLayer(node.target, module, "spikes", unit.theta[0], unit.peak, unit.sources))
         else:
-            why = (f"a sum of spikes of different θ (from {', '.join(unit.sources)})" if isinstance(unit, Spikes)
-                   else f"{describe(gm, source)}, a current rather than spikes")
-            raise ValueError(f"layer '{node.target}': its input is {why}; cannot count its synaptic events")
+            layers.append(SynapticLayer(node.target, module, "input" if isinstance(unit, Analog) else "current"))
     return layers
 
 
@@ -159,7 +161,7 @@ class SynapticOps(Metric):
     """Accumulate operations (ACs: synaptic events) of a ``SpikingNetwork``'s spike-fed layers.
 
     Built from ``synaptic_layers(snn, input_shape)`` and the simulation length ``T``; keeps the
-    layers fed by spikes (the first, analog-fed layers cost MACs instead).  Usage::
+    layers fed by spikes (the MAC layers, fed by analog values, cost MACs instead).  Usage::
 
         with ops.hooks(snn):
             out = snn(x, T)

@@ -31,6 +31,12 @@ def _energy(T: int | None, cell: Cell | None, last: int) -> str:
     return f"{cell.energy_ratio:.3f}" + ("" if T == last else f" (T={T})")
 
 
+def _agreement(T: int | None, cell: Cell | None, last: int) -> str:
+    if cell is None or cell.agreement is None:
+        return "–"
+    return f"{cell.agreement:.2f}" + ("" if T == last else f" (T={T})")
+
+
 def _within(cell: Cell | None) -> str:
     if cell is None or cell.t_within_1pt is None:
         return "–"
@@ -53,16 +59,19 @@ def to_markdown(table: Table) -> str:
     last = table.Ts[-1]
     extra_header = ["Method", *(f"{MODEL_NAMES.get(m, m)} best acc over t≤{T}" for m, T in cells),
                     *(f"{MODEL_NAMES.get(m, m)} energy ratio at T={last}" for m in table.models),
+                    *(f"{MODEL_NAMES.get(m, m)} agreement with ANN (%) at T={last}" for m in table.models),
                     *(f"{MODEL_NAMES.get(m, m)} T to ≤ 1 pt loss (energy ratio)" for m in table.models)]
     extra = [[row.label, *(_best(row.cells.get(key)) for key in cells),
               *(_energy(*row.last_cell(m), last) for m in table.models),
+              *(_agreement(*row.last_cell(m), last) for m in table.models),
               *(_within(row.last_cell(m)[1]) for m in table.models)] for row in table.rows]
     reference = f", then paper ({PAPER_DATA}) for reference." if paper else "."
     parts = [
         f"## Table 1 — {data}",
         f"Accuracy (%) at t = T: ours{reference}",
         _md_table(header, lines),
-        "Best accuracy (%) over t ≤ T, the SNN/ANN energy ratio, and the latency to ≤ 1 point loss.",
+        "Best accuracy (%) over t ≤ T, the SNN/ANN energy ratio, the agreement with the ANN (images "
+        "whose SNN prediction is the ANN's) and the latency to ≤ 1 point loss.",
         _md_table(extra_header, extra),
         "\n".join(f"- {note}" for note in table.notes),
     ]
@@ -85,6 +94,7 @@ def csv_rows(table: Table) -> list[dict[str, Any]]:
                     "acc_pct": round(cell.acc, 4), "best_acc_pct": round(cell.best_acc, 4),
                     "best_t": cell.best_t, "ann_acc_pct": round(cell.ann_acc, 4),
                     "energy_ratio": cell.energy_ratio,
+                    "agreement_pct": None if cell.agreement is None else round(cell.agreement, 4),
                     "t_within_1pt": cell.t_within_1pt,
                     "energy_ratio_within_1pt": cell.energy_within_1pt,
                     f"paper_{PAPER_DATA.lower()}_acc_pct": paper_acc(row, model, T),

@@ -28,6 +28,7 @@ class Cell:
     energy_ratio: float | None   # SNN/ANN energy had the run stopped at t = T
     t_within_1pt: int | None     # first t ≤ T within 1 point of the ANN (None: not reached)
     energy_within_1pt: float | None  # SNN/ANN energy at that t
+    agreement: float | None      # share (%) of images whose prediction at t = T is the ANN's
     run: dict[str, Any]          # the results.json it was read from (with "path")
 
 
@@ -104,7 +105,13 @@ def _cell(runs: list[dict[str, Any]], T: int) -> tuple[Cell | None, int]:
     return Cell(acc=100 * curve[T - 1], best_acc=100 * curve[best], best_t=best + 1,
                 ann_acc=100 * run["ann"]["test_acc"], energy_ratio=energy[T - 1],
                 t_within_1pt=t1, energy_within_1pt=None if t1 is None else energy[t1 - 1],
-                run=run), len(tied)
+                agreement=_agreement(run, T), run=run), len(tied)
+
+
+def _agreement(run: dict[str, Any], T: int) -> float | None:
+    """The run's agreement with its ANN (%) at t = T (None in results from before it was measured)."""
+    curve = run["snn"].get("agreement_over_t")
+    return None if curve is None else 100 * curve[T - 1]
 
 
 def _notes(table: Table, results: Sequence[dict[str, Any]], fixed: dict[str, Any]) -> list[str]:
