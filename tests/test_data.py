@@ -101,6 +101,20 @@ def test_limits_and_no_validation(tmp_path: Path) -> None:
         module("fashion_mnist", tmp_path, val_size=50)  # no limit: all 50 images would be held out
 
 
+def test_eval_split_val_tests_on_the_held_out_images_only(tmp_path: Path) -> None:
+    """A search scores on held-out training images (data.eval_split=val), never on the test set."""
+    make_idx_dataset(tmp_path, n_train=50, n_test=20)
+    dm = module("mnist", tmp_path, val_size=10, eval_split="val", limit_test_samples=6)
+    tested = torch.cat([x for x, _ in dm.test_dataloader()])
+    held_out = torch.cat([x for x, _ in dm.val_dataloader()])
+    assert torch.equal(tested, held_out[:6])
+    official = torch.cat([x for x, _ in module("mnist", tmp_path, val_size=10).test_dataloader()])
+    assert not any(torch.equal(image, other) for image in tested for other in official)
+    assert not set(dm.test_set.indices) & set(dm.train_set.indices)
+    with pytest.raises(ValueError, match="data.eval_split=val needs held-out images"):
+        module("mnist", tmp_path, val_size=0, eval_split="val")
+
+
 @pytest.mark.parametrize("world_size", [2, 3])
 def test_test_set_shards_hold_every_image_once(tmp_path: Path, world_size: int) -> None:
     """Under DDP each rank reads its shard of the test set: no image left out or repeated

@@ -19,7 +19,7 @@ from torch import nn
 
 from burstsnn.ann.classifier import ANNClassifier
 from burstsnn.ann.data import ImageDataModule
-from burstsnn.ann.models import build_ann
+from burstsnn.ann.models import build_model
 from burstsnn.errors import CheckpointError, ConfigError
 from burstsnn.experiment.job import JobContext, run_job
 from conftest import REPO, tiny_overrides
@@ -66,8 +66,7 @@ def test_a_torchvision_model_is_trained_then_its_checkpoint_converted_again(job_
 
 
 def test_a_lightning_checkpoint_converts_like_its_state_dict(job_config, tmp_path: Path, tiny_idx_root: Path) -> None:
-    model = build_ann({"name": "vgg16", "num_classes": 10, "in_channels": 1, "width": 0.125, "image_size": 32,
-                       "classifier_hidden": 0})
+    model = build_model("vgg16", 10, 1, width=0.125)
     module = ANNClassifier(model, 10)
     data = ImageDataModule(root=str(tiny_idx_root), batch_size=32, val_size=32)
     trainer = pl.Trainer(max_steps=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
@@ -85,16 +84,14 @@ def test_a_lightning_checkpoint_converts_like_its_state_dict(job_config, tmp_pat
     (lambda tmp, good: tmp / "nowhere.pt", "checkpoint={path}: no such file"),
     (lambda tmp, good: (tmp / "cut.pt").write_bytes(good.read_bytes()[:-200]) and tmp / "cut.pt",
      "checkpoint={path} is truncated or not a PyTorch checkpoint"),
-    (lambda tmp, good: torch.save(build_ann({"name": "resnet20", "num_classes": 10, "in_channels": 1, "width": 0.125,
-                                             "image_size": 32, "classifier_hidden": 0}).state_dict(), tmp / "other.pt")
+    (lambda tmp, good: torch.save(build_model("resnet20", 10, 1, width=0.125).state_dict(), tmp / "other.pt")
      or tmp / "other.pt", "checkpoint={path} does not fit the configured model: missing features.0.weight"),
     (lambda tmp, good: torch.save({"weights": [1, 2]}, tmp / "list.pt") or tmp / "list.pt",
      "checkpoint={path} holds no state dict"),
 ])
 def test_bad_checkpoints_get_one_line_and_write_nothing(job_config, tmp_path: Path, make, message: str) -> None:
     good = tmp_path / "good.pt"
-    torch.save(build_ann({"name": "vgg16", "num_classes": 10, "in_channels": 1, "width": 0.125, "image_size": 32,
-                          "classifier_hidden": 0}).state_dict(), good)
+    torch.save(build_model("vgg16", 10, 1, width=0.125).state_dict(), good)
     path = make(tmp_path, good)
     with pytest.raises(CheckpointError) as caught:
         run_job(job_config(*QUICK, f"checkpoint={path}"), JobContext(tmp_path / "job"))

@@ -36,6 +36,7 @@ def test_three_trial_search_writes_results_and_a_pareto_figure(tiny_idx_root: Pa
         assert 99.0 <= config["p"] <= 100.0 and 1 <= config["gamma"] <= 16 and 1 <= config["T"] <= 4
         assert 0.03 <= float(config["theta_scale"]) <= 1.0 and 0.0 <= config["v_init"] <= 1.0
         assert config["data"]["limit_test_samples"] == 1000
+        assert config["data"]["eval_split"] == "val"  # scored on held-out images, never the test set
     # Optuna's own Pareto set: the values the jobs returned, (accuracy at T, energy ratio at T).
     optimization = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     returned = {(r["snn"]["acc_at_T"], r["snn"]["energy"]["energy_ratio"]) for r in results}
@@ -53,3 +54,5 @@ def test_three_trial_search_writes_results_and_a_pareto_figure(tiny_idx_root: Pa
     assert {(p.acc, p.energy_ratio) for p in front} == undominated
     csv_lines = (sweep / "frontier.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + len(front) and "hydra/sweeper" not in csv_lines[1]
+    # Each front point's re-run command simulates it on the full test set.
+    assert all("eval_split" not in line and "limit_test_samples" not in line for line in csv_lines[1:])

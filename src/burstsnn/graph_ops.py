@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
+from burstsnn.activations import QCFS
 from burstsnn.errors import ConversionError
 
-# ReLU call sites: each becomes a spiking neuron.
-RELU_MODULES = (nn.ReLU,)
+# ReLU call sites (and QCFS, a ReLU clipped and quantised): each becomes a spiking neuron.
+RELU_MODULES = (nn.ReLU, QCFS)
 RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_)
 RELU_METHODS = ("relu", "relu_")
 
@@ -68,7 +69,7 @@ OTHER_ACTIVATION_FUNCTIONS = (
 )
 
 SUPPORTED = (
-    "Conv1d/Conv2d, Linear, BatchNorm, ReLU (module, F.relu, torch.relu), MaxPool2d and "
+    "Conv1d/Conv2d, Linear, BatchNorm, ReLU (module, F.relu, torch.relu) and QCFS, MaxPool2d and "
     "AdaptiveMaxPool2d (modules or F.max_pool2d/F.adaptive_max_pool2d), AvgPool2d/AdaptiveAvgPool2d "
     "(modules or functions), mean, Flatten/flatten/view/reshape, torch.cat/stack, transpose/permute, "
     "chunk/split, indexing, Dropout, Identity, residual add (+, torch.add, add_), parameters and "

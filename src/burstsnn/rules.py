@@ -18,7 +18,8 @@ from burstsnn.errors import ConfigError
 
 POOLINGS = ("lipool", "spikemax", "avg")
 RESETS = ("soft", "hard")
-LAMBDA_RULES = ("percentile", "mse")
+LAMBDA_RULES = ("percentile", "mse", "trained")
+ACTIVATIONS = ("relu", "qcfs")
 INVERSE_GAMMA = "1/gamma"  # theta_scale written as text: θ = λ/Γ
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
 LOGGERS = ("wandb", "csv", "none")
@@ -115,10 +116,14 @@ RULES: dict[str, Rule] = {
     "data.cutout": _BOOL,
     "data.limit_train_samples": _OPTIONAL_INT_1,
     "data.limit_test_samples": _OPTIONAL_INT_1,
+    "data.eval_split": Rule("test or val (the held-out training images)", _one_of(("test", "val"))),
     # model
     "model.width": _POSITIVE,
     "model.classifier_hidden": Rule("an integer ≥ 0 (0 = one Linear, the paper's)", _int_at_least(0)),
     "model.kwargs": Rule("a mapping of argument names to values", lambda v: isinstance(v, dict)),
+    "model.activation": Rule(f"one of {', '.join(ACTIVATIONS)}", _one_of(ACTIVATIONS)),
+    "model.levels": _INT_1,
+    "model.clip_per_channel": _BOOL,
     # training recipe
     "train.epochs": _INT_1,
     "train.lr": _POSITIVE,

@@ -151,8 +151,10 @@ class ImageDataModule(pl.LightningDataModule):
     split into ``val_size`` held-out validation images (at most a tenth of them when
     ``limit_train_samples`` is set; chosen by a generator
     seeded with ``split_seed``) and the training split; ``val_size=0`` means no
-    validation (``val_dataloader`` returns ``[]``, which Lightning skips). The test
-    set is the official one (first ``limit_test_samples`` images).
+    validation (``val_dataloader`` returns ``[]``, which Lightning skips). What jobs are
+    tested on (``test_dataloader``) is the official test set, or with ``eval_split="val"`` the
+    held-out validation images (to choose knobs on images that are not the test set); the first
+    ``limit_test_samples`` of them.
     """
 
     def __init__(
@@ -174,6 +176,7 @@ class ImageDataModule(pl.LightningDataModule):
         cutout: bool = False,
         limit_train_samples: int | None = None,
         limit_test_samples: int | None = None,
+        eval_split: str = "test",
     ) -> None:
         super().__init__()
         self.spec = SPECS[check_choice("data.name", name, SPECS)]
@@ -196,6 +199,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.augment, self.autoaugment, self.cutout = augment, autoaugment, cutout
         self.crop_padding = crop_padding
         self.limit_train_samples, self.limit_test_samples = limit_train_samples, limit_test_samples
+        self.eval_split = check("data.eval_split", eval_split)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -278,8 +282,13 @@ class ImageDataModule(pl.LightningDataModule):
         self.train_set = _Transformed(train_base, train_idx, train_tf)
         self.val_set = _Transformed(train_base, val_idx, eval_tf)
         self.calib_set = _Transformed(train_base, train_idx, eval_tf)
-        test_tf = build_transform(self.spec, s, test_hw, False)
-        self.test_set = _Transformed(test_base, torch.arange(n_test), test_tf)
+        if self.eval_split == "val":
+            if self.val_size == 0:
+                raise DatasetError("data.eval_split=val needs held-out images: set data.val_size > 0")
+            self.test_set = _Transformed(train_base, val_idx[: self.limit_test_samples], eval_tf)
+        else:
+            test_tf = build_transform(self.spec, s, test_hw, False)
+            self.test_set = _Transformed(test_base, torch.arange(n_test), test_tf)
 
     # -- loaders -----------------------------------------------------------------
     def _loader(
@@ -310,7 +319,8 @@ class ImageDataModule(pl.LightningDataModule):
         return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        """Official test set with the eval transform.
+        """The images jobs are tested on (the official test set, or the held-out validation
+        images with ``eval_split="val"``) with the eval transform.
 
         Under a distributed Trainer (``self.trainer.world_size`` > 1) rank r reads images
         r, r + W, r + 2W, ... (W = world size): every image exactly once, shards differing

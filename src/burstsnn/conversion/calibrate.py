@@ -1,5 +1,6 @@
-"""Activation calibration: λ_l = p-th percentile of a layer's ReLU outputs (paper §3.1), or
-the λ whose first burst step quantises those outputs with the least squared error."""
+"""Activation calibration: λ_l = p-th percentile of a layer's ReLU outputs (paper §3.1), the
+λ whose first burst step quantises those outputs with the least squared error, or the clip λ
+a QCFS activation learned in training."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from burstsnn.activations import QCFS
 from burstsnn.errors import ConversionError
 
 
@@ -117,6 +119,18 @@ def _layer_lambda(
     return lam
 
 
+def _trained_lambda(name: str, module: nn.Module) -> Tensor:
+    """The clip λ a QCFS activation learned (0-d, or ``[C, 1, 1]`` / ``[C]`` per channel)."""
+    if not isinstance(module, QCFS):
+        raise ConversionError(f"lambda_rule=trained reads λ from QCFS activations, but layer '{name}' is "
+                              f"{type(module).__name__}: train with model.activation=qcfs, or choose "
+                              "lambda_rule=percentile or mse")
+    lam = module.clip.detach().to(torch.get_default_dtype())
+    if not bool((lam > 0).all() and torch.isfinite(lam).all()):
+        raise ConversionError(f"layer '{name}': its trained clip λ is not positive and finite")
+    return lam.clone()
+
+
 @torch.no_grad()
 def calibrate(
     model: nn.Module,
@@ -127,10 +141,12 @@ def calibrate(
     channel_wise: bool = False,
     calib_batches: int = 1,
     mse_step: FirstStep | None = None,
+    trained: bool = False,
 ) -> dict[str, Tensor]:
     """λ per layer: the p-th percentile of each named module's outputs, zeros included; with
     ``mse_step``, instead the λ whose first burst step ``mse_step`` quantises them with the
-    least mean squared error (see ``mse_lambda``).
+    least mean squared error (see ``mse_lambda``); with ``trained``, the clip λ that each
+    (QCFS) module learned, as it holds it (per layer or per channel).
 
     Runs the first ``calib_batches`` batches of ``calib_loader`` (an iterable of
     ``(inputs, targets)``; bare input tensors also work) through ``model`` in eval
@@ -152,6 +168,8 @@ def calibrate(
             handle.remove()
     if seen == 0:
         raise ValueError("calib_loader yielded no batches")
+    if trained:
+        return {name: _trained_lambda(name, modules[name]) for name in layers}
     return {
         name: _layer_lambda(name, torch.cat(rec.outputs), p, channel_wise, mse_step)
         for name, rec in recorders.items()

@@ -48,7 +48,10 @@ def convert(
     ``unit`` is the θ of the neurons feeding it, per input channel.  theta_scale = 1 is
     the method as written; 1/Γ (or the text "1/gamma") reproduces the paper's released code.  ``lambda_rule="mse"``
     sets λ_l instead to the value whose first burst step, θ·clamp(⌊a/θ + v_init⌋, 0, Γ), is
-    closest to the layer's outputs a in mean squared error (p is then unused).
+    closest to the layer's outputs a in mean squared error (p is then unused);
+    ``lambda_rule="trained"`` reads λ_l from each QCFS activation's trained clip (every
+    activation must be one): with Γ = L, theta_scale = 1/Γ and v_init = 0.5 the SNN's first
+    step then equals the quantised ANN.
     ``bias_correction=True`` then shifts the bias of the conv/linear feeding each neuron (in
     graph order) so that the neuron's mean input current at the first step on the calibration
     batches equals the ANN's mean pre-activation there, per channel (see
@@ -70,7 +73,7 @@ def convert(
     # With bias_correction, the ANN's mean pre-activations at each ReLU site on the same batches.
     with input_means(gm, relus if bias_correction else []) as preactivations:
         lambdas = calibrate(gm, _recorded(calib_loader, inputs), relus, p=p, channel_wise=channel_wise,
-                            calib_batches=calib_batches, mse_step=mse_step)
+                            calib_batches=calib_batches, mse_step=mse_step, trained=lambda_rule == "trained")
     for name in relus:
         neuron = BurstNeuron(theta_scale * lambdas[name], gamma=gamma, reset=reset, v_init=v_init)
         set_module(gm, name, MultiStep(neuron))

@@ -8,12 +8,19 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from burstsnn.errors import ConversionError
-from burstsnn.graph_ops import AFFINE_MODULES
+from burstsnn.graph_ops import AFFINE_MODULES, RELU_MODULES
+
+
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, with the activations conversion replaces (QCFS) kept as modules."""
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return isinstance(module, RELU_MODULES) or super().is_leaf_module(module, qualified_name)
 
 
 def _trace(model: nn.Module) -> fx.GraphModule:
     try:
-        return fx.symbolic_trace(model)
+        return fx.GraphModule(model, _Tracer().trace(model), type(model).__name__)
     except Exception as exc:  # fx raises many kinds on untraceable code
         raise ConversionError(f"cannot trace {type(model).__name__} with torch.fx: {exc}") from exc
 

@@ -30,7 +30,7 @@ from burstsnn.atomic import sha256_of, write_atomic, write_json_atomic
 # Data settings that do not change the trained ANN (where the files are, how fast they load,
 # how the test set is read); every other data/model/train setting and the seed do.
 DATA_KEYS_NOT_IN_KEY = frozenset(
-    {"root", "download", "num_workers", "eval_batch_size", "limit_test_samples"}
+    {"root", "download", "num_workers", "eval_batch_size", "limit_test_samples", "eval_split"}
 )
 # The source files that determine the trained ANN: every module of the ANN station
 # (burstsnn.ann: the networks, the training module and the data pipeline).

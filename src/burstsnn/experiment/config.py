@@ -62,6 +62,7 @@ class DataConfig(_Checked):
     cutout: Any = False
     limit_train_samples: Optional[int] = None
     limit_test_samples: Optional[int] = None
+    eval_split: str = "test"
 
 
 @dataclass
@@ -73,6 +74,9 @@ class ModelConfig(_Checked):
     num_classes: int = 10
     image_size: int = 32
     classifier_hidden: int = 0   # the paper's networks
+    activation: str = "relu"     # the paper's networks: relu (the paper's) or qcfs (quantised, λ trained)
+    levels: int = 4              # activation=qcfs: L, its levels (convert with gamma = L)
+    clip_per_channel: Any = False  # activation=qcfs: one trained λ per channel instead of per layer
     arch: Optional[str] = None   # name=torchvision: a torchvision classifier
     kwargs: Any = field(default_factory=dict)  # name=torchvision: more arguments of get_model
     net: Any = None              # name=custom: {_target_: dotted path, its arguments...}

@@ -33,7 +33,7 @@ PAPER_ACC: dict[str, dict[str, dict[int, float]]] = {
     "Burst (Γ=5)": {"vgg16": {16: 57.21, 32: 71.41}, "resnet20": {16: 58.10, 32: 76.30}},
 }
 # Our method presets beyond the paper's rows (conf/method/<name>.yaml) → row title.
-OUR_METHODS = {"lowlatency": "Low latency (ours)"}
+OUR_METHODS = {"lowlatency": "Low latency (ours)", "onestep": "One step (ours, quantised ANN)"}
 
 
 def paper_name(config: dict[str, Any]) -> str | None:

@@ -43,11 +43,12 @@ def frontier(table: Table, model: str) -> list[Point]:
 
 
 # Overrides that do not carry over when a front point is simulated again on the full test set.
-_RERUN_DROPS = ("T=", "data.limit_test_samples=", "hydra.", "hydra/", "skip_done=")
+_RERUN_DROPS = ("T=", "data.limit_test_samples=", "data.eval_split=", "hydra.", "hydra/", "skip_done=")
 
 
 def rerun_command(point: Point) -> str:
-    """`python run.py ...` that simulates this point again, on the full test set, for T = t."""
+    """`python run.py ...` that simulates this point again, on the full test set (a search
+    scores on held-out validation images), for T = t."""
     kept = [o for o in point.run.get("overrides", []) if not o.lstrip("+~").startswith(_RERUN_DROPS)]
     return " ".join(["python run.py", *kept, f"T={point.t}"])
 

@@ -138,6 +138,9 @@ def _notes(table: Table, results: Sequence[dict[str, Any]], fixed: dict[str, Any
     if shown:
         notes.append("Fixed across the sweep: "
                      + ", ".join(knob_label(k, v) for k, v in shown.items()) + ".")
+    if any(flatten(r["config"]).get("data.eval_split") == "val" for r in results):
+        notes.append("Runs with data.eval_split=val (a search's) are scored on held-out training images, "
+                     "not on the test set: re-run them on the test set before reporting (frontier.csv).")
     if not any(r["snn"].get("pooling_correct_ratio") for r in results):
         notes.append("No run has pooling layers with a correct ratio: pooling_ratio.png is not drawn.")
     return notes

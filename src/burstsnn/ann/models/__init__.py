@@ -10,6 +10,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torch import nn
 
+from burstsnn.activations import Activation, activation
 from burstsnn.ann.models.resnet import ResNet20
 from burstsnn.ann.models.torchvision import torchvision_model
 from burstsnn.ann.models.vgg import VGG16
@@ -22,21 +23,23 @@ KINDS = (*MODELS, "torchvision", "custom")  # what model.name may be
 
 def build_model(
     name: str, num_classes: int, in_channels: int, width: float = 1.0, image_size: int = 32,
-    classifier_hidden: int = 0,
+    classifier_hidden: int = 0, act: Activation = activation("relu"),
 ) -> nn.Module:
     """Build the paper's named ANN (`vgg16` or `resnet20`) for `image_size`² inputs;
-    `classifier_hidden` > 0 ends it with FC-ReLU-FC instead of one Linear."""
+    `classifier_hidden` > 0 ends it with FC-activation-FC instead of one Linear; `act` makes its
+    activations (ReLU, the paper's, by default)."""
     check_choice("model.name", name, MODELS)
     check("data.image_size", image_size)
     return MODELS[name](
         num_classes=num_classes, in_channels=in_channels, width=width, image_size=image_size,
-        classifier_hidden=classifier_hidden,
+        classifier_hidden=classifier_hidden, act=act,
     )
 
 
 def build_ann(model: Mapping[str, Any]) -> nn.Module:
     """The untrained ANN of a `model` config (plain data): `name` vgg16 / resnet20 (the paper's,
-    with `width` and `classifier_hidden`), `torchvision` (`arch`, `kwargs`: any torchvision
+    with `width`, `classifier_hidden` and `activation` relu or qcfs with `levels` and
+    `clip_per_channel`), `torchvision` (`arch`, `kwargs`: any torchvision
     classifier) or `custom` (`net`: a `_target_` and its arguments, built by
     `hydra.utils.instantiate`). num_classes and in_channels come from the data set."""
     name = model["name"]
@@ -44,8 +47,9 @@ def build_ann(model: Mapping[str, Any]) -> nn.Module:
         return torchvision_model(model["arch"], model["num_classes"], model["in_channels"], **model["kwargs"])
     if name == "custom":
         return custom_model(model["net"])
+    act = activation(model["activation"], model["levels"], model["clip_per_channel"])
     return build_model(name, model["num_classes"], model["in_channels"], model["width"], model["image_size"],
-                       model["classifier_hidden"])
+                       model["classifier_hidden"], act)
 
 
 def custom_model(net: Mapping[str, Any]) -> nn.Module:

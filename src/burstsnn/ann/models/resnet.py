@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from burstsnn.activations import Activation, activation
 from burstsnn.ann.models.head import classifier
 from burstsnn.ann.models.vgg import scaled
 
@@ -21,17 +22,19 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int) 
 
 
 class BasicBlock(nn.Module):
-    """x -> ReLU(BN(conv(ReLU(BN(conv(x))))) + shortcut(x)); x: [B, C, H, W] -> [B, C', H/s, W/s].
+    """x -> act(BN(conv(act(BN(conv(x))))) + shortcut(x)); x: [B, C, H, W] -> [B, C', H/s, W/s].
 
-    The shortcut is the identity, or a 1×1 conv + BN where the shape changes. Each ReLU is its
-    own module so that conversion gives each its own spiking neuron.
+    The shortcut is the identity, or a 1×1 conv + BN where the shape changes. Each activation
+    (ReLU by default) is its own module so that conversion gives each its own spiking neuron.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int, act: Activation = activation("relu")
+    ) -> None:
         super().__init__()
         self.residual = nn.Sequential(
             *conv_bn(in_channels, out_channels, 3, stride),
-            nn.ReLU(),
+            act(out_channels, True),
             *conv_bn(out_channels, out_channels, 3, 1),
         )
         changes_shape = stride != 1 or in_channels != out_channels
@@ -40,7 +43,7 @@ class BasicBlock(nn.Module):
             if changes_shape
             else nn.Identity()
         )
-        self.relu = nn.ReLU()
+        self.relu = act(out_channels, True)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.relu(self.residual(x) + self.shortcut(x))
@@ -51,12 +54,13 @@ class ResNet20(nn.Module):
 
     Stem 3 × [Conv3×3-64 → BN → ReLU]; stages of 64/128/256/512 channels (stride 2 from the
     second stage on), 2 BasicBlocks each; MaxPool2d(4); Linear. `width` scales every channel;
-    `classifier_hidden` > 0 replaces the Linear by FC-ReLU-FC with that many hidden units.
+    `classifier_hidden` > 0 replaces the Linear by FC-activation-FC with that many hidden units;
+    `act` makes each activation (ReLU, the paper's, by default; QCFS for a one-step conversion).
     """
 
     def __init__(
         self, num_classes: int, in_channels: int = 3, width: float = 1.0, image_size: int = 32,
-        classifier_hidden: int = 0,
+        classifier_hidden: int = 0, act: Activation = activation("relu"),
     ) -> None:
         super().__init__()
         stem_out = scaled(STEM_CHANNELS, width)
@@ -64,7 +68,7 @@ class ResNet20(nn.Module):
         channels = in_channels
         for _ in range(3):
             stem += [nn.Conv2d(channels, stem_out, 3, padding=1, bias=False),
-                     nn.BatchNorm2d(stem_out), nn.ReLU()]
+                     nn.BatchNorm2d(stem_out), act(stem_out, True)]
             channels = stem_out
         self.stem = nn.Sequential(*stem)
         blocks: list[nn.Module] = []
@@ -72,13 +76,13 @@ class ResNet20(nn.Module):
             out = scaled(stage_channels, width)
             for index in range(BLOCKS_PER_STAGE):
                 stride = 2 if stage > 0 and index == 0 else 1
-                blocks.append(BasicBlock(channels, out, stride))
+                blocks.append(BasicBlock(channels, out, stride, act))
                 channels = out
         self.stages = nn.Sequential(*blocks)
         self.pool = nn.MaxPool2d(4)
         side = image_size // 32
         self.flatten = nn.Flatten()
-        self.classifier = classifier(channels * side * side, num_classes, classifier_hidden)
+        self.classifier = classifier(channels * side * side, num_classes, classifier_hidden, act)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.flatten(self.pool(self.stages(self.stem(x)))))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from burstsnn.activations import Activation, activation
 from burstsnn.ann.models.head import classifier
 
 # Channel plan of VGG16; "M" is a 2×2 MaxPool.
@@ -22,12 +23,13 @@ class VGG16(nn.Module):
 
     x: [B, in_channels, image_size, image_size] -> logits [B, num_classes].
     `width` scales every channel count (1.0 = the paper's network); `classifier_hidden` > 0
-    replaces the one Linear by FC-ReLU-FC with that many hidden units.
+    replaces the one Linear by FC-activation-FC with that many hidden units; `act` makes each
+    activation (ReLU, the paper's, by default; QCFS for a one-step conversion).
     """
 
     def __init__(
         self, num_classes: int, in_channels: int = 3, width: float = 1.0, image_size: int = 32,
-        classifier_hidden: int = 0,
+        classifier_hidden: int = 0, act: Activation = activation("relu"),
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -37,12 +39,12 @@ class VGG16(nn.Module):
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
                 continue
             out = scaled(int(item), width)
-            layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU()]
+            layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), act(out, True)]
             channels = out
         self.features = nn.Sequential(*layers)
         side = image_size // 32
         self.flatten = nn.Flatten()
-        self.classifier = classifier(channels * side * side, num_classes, classifier_hidden)
+        self.classifier = classifier(channels * side * side, num_classes, classifier_hidden, act)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.flatten(self.features(x)))
