@@ -127,7 +127,8 @@ def test_nan_activations_name_the_layer():
         (dict(gamma=0), "gamma=0 is not allowed: an integer ≥ 1"), (dict(gamma=2.0), "gamma=2.0"),
         (dict(pooling="max"), "pooling='max' is not allowed: one of lipool, spikemax, avg"),
         (dict(reset="none"), "reset='none'"), (dict(theta_scale=0), "theta_scale=0"),
-        (dict(calib_batches=0), "calib_batches=0"), (dict(v_init=1.0), r"v_init=1.0 is not allowed: a number in \[0, 1\)"),
+        (dict(calib_batches=0), "calib_batches=0"),
+        (dict(v_init=1.0), r"v_init=1.0 is not allowed: a number in \[0, 1\)"),
         (dict(channel_wise=2), "channel_wise=2 is not allowed: true or false"),
     ],
 )

@@ -205,7 +205,8 @@ def test_energy_over_t_by_hand():
     # t = 2: 200 MACs (920 pJ) + 25 ACs (22.5 pJ) = 942.5 pJ.
     assert over_t == pytest.approx([464.5 / 736, 942.5 / 736])
     # Stopped at T, it is the whole run's energy (totals b = 20, c = 5).
-    assert over_t[-1] == pytest.approx(energy_report(macs, {"b": 20.0, "c": 5.0}, T=2, mac_layers=["a"])["energy_ratio"])
+    whole_run = energy_report(macs, {"b": 20.0, "c": 5.0}, T=2, mac_layers=["a"])
+    assert over_t[-1] == pytest.approx(whole_run["energy_ratio"])
     with pytest.raises(ValueError, match="expected T=3"):
         energy_over_t(macs, {"b": [5.0, 15.0], "c": [0.0, 5.0]}, T=3, mac_layers=["a"])
 

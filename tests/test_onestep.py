@@ -137,8 +137,6 @@ def test_qcfs_trains_its_clip() -> None:
 def test_a_onestep_job_matches_its_ann_from_the_first_step(job_config, tmp_path, model: str) -> None:
     """experiment=onestep end to end: the trained QCFS ANN's test accuracy is the SNN's at t = 1,
     and every test image gets the ANN's class there."""
-    from burstsnn.experiment.job import JobContext, run_job
-
     results = run_job(job_config("experiment=onestep", f"model={model}", "train.limit_train_batches=3"),
                       JobContext(tmp_path / "job", method="onestep"))
     assert results["config"]["model"]["activation"] == "qcfs" and results["config"]["gamma"] == L

@@ -169,18 +169,20 @@ def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
         if cfg.checkpoint is not None:  # weights trained elsewhere: no training, the cache untouched
             sha256 = load_checkpoint(module.model, Path(cfg.checkpoint))
             ann = {"key": None, "trained": False, "checkpoint": cfg.checkpoint, "checkpoint_sha256": sha256}
-            log.info("Loaded the ANN from checkpoint=%s (SHA-256 %s)", cfg.checkpoint, sha256)
+            origin = "Loaded"
         else:
             cache, key = AnnCache(Path(cfg.cache_dir)), ann_key(cfg)
             meta, trained = cache.load_or_train(
                 key, module.model, lambda _: train_ann(cfg, module, data, logger, conversion),
                 rank_zero=rank_zero,
             )
+            # (a DDP rank ≥ 1 that trained beside rank 0 stores nothing: no checksum there)
             ann = {"key": key, "trained": trained, "checkpoint": str(cache.checkpoint(key)),
-                   "checkpoint_sha256": meta["sha256"], "val_acc": meta.get("val_acc"),
+                   "checkpoint_sha256": meta.get("sha256"), "val_acc": meta.get("val_acc"),
                    "train_seconds": meta.get("train_seconds")}
-            log.info("%s the ANN: %s", "Trained" if trained else "Reused cached", cache.entry(key))
+            origin = "Trained" if trained else "Reused cached"
         ann_s = time.perf_counter() - started - conversion.seconds  # without fit's conversion
+        log.info("%s the ANN (%.1f s): %s", origin, ann_s, ann["checkpoint"])
         if not ann["trained"]:
             conversion.run(module.model, data)
         ann_acc = test_ann(cfg, module, data)

@@ -10,7 +10,9 @@ from typing import Any
 from burstsnn.measure.frontier import t_within
 from burstsnn.report.load import ReportError, energy_over_t
 from burstsnn.report.paper import PAPER_ACC, PAPER_ROWS, PAPER_TS, row_name
-from burstsnn.report.rows import CORE_KNOBS, flatten, is_knob, knob_label, row_label, sortable, theta_label, varied_knobs
+from burstsnn.report.rows import (
+    CORE_KNOBS, flatten, is_knob, knob_label, row_label, sortable, theta_label, varied_knobs,
+)
 
 MODEL_NAMES = {"vgg16": "VGG16", "resnet20": "ResNet20"}
 DATA_NAMES = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR10",
