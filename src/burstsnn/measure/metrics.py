@@ -62,7 +62,25 @@ class AgreementOverTime(AccuracyOverTime):
         super().update(outputs, ann_predictions)
 
 
-class FiringRates(Metric):
+class _RatioPerName(Metric):
+    """Two counts per name, summed over updates (and DDP ranks); compute() -> {name:
+    numerator / denominator} (0-d float64 tensors)."""
+
+    full_state_update = False
+    is_differentiable = False
+
+    def __init__(self, names: Sequence[str], dtype: torch.dtype, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.names = list(names)
+        for state in ("numerator", "denominator"):
+            self.add_state(state, torch.zeros(len(self.names), dtype=dtype), dist_reduce_fx="sum")
+
+    def compute(self) -> dict[str, Tensor]:
+        ratios = self.numerator.double() / self.denominator
+        return {name: ratios[i] for i, name in enumerate(self.names)}
+
+
+class FiringRates(_RatioPerName):
     """Firing rate of each spiking layer: spikes per neuron per step (a burst of k counts k).
 
     update(spike_counts {layer: ``[T]`` spikes per step summed over batch and neurons},
@@ -70,29 +88,18 @@ class FiringRates(Metric):
     probes.  compute() -> {layer: total spikes / (neurons · samples · T)} (0-d tensors).
     """
 
-    full_state_update = False
-    is_differentiable = False
-
     def __init__(self, layer_names: Sequence[str], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.layer_names = list(layer_names)
-        n = len(self.layer_names)
-        self.add_state("spikes", torch.zeros(n, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("neuron_steps", torch.zeros(n, dtype=torch.float64), dist_reduce_fx="sum")
+        super().__init__(layer_names, torch.float64, **kwargs)
 
     def update(self, spike_counts: Mapping[str, Tensor], neuron_counts: Mapping[str, int], batch_size: int) -> None:
-        spikes = [spike_counts[name].sum(dtype=torch.float64).to(self.spikes.device) for name in self.layer_names]
-        steps = [neuron_counts[name] * batch_size * spike_counts[name].numel() for name in self.layer_names]
+        spikes = [spike_counts[name].sum(dtype=torch.float64).to(self.numerator.device) for name in self.names]
+        steps = [neuron_counts[name] * batch_size * spike_counts[name].numel() for name in self.names]
         if spikes:
-            self.spikes += torch.stack(spikes)
-            self.neuron_steps += torch.tensor(steps, dtype=torch.float64, device=self.neuron_steps.device)
-
-    def compute(self) -> dict[str, Tensor]:
-        rates = self.spikes / self.neuron_steps
-        return {name: rates[i] for i, name in enumerate(self.layer_names)}
+            self.numerator += torch.stack(spikes)
+            self.denominator += torch.tensor(steps, dtype=torch.float64, device=self.denominator.device)
 
 
-class PoolingCorrectRatio(Metric):
+class PoolingCorrectRatio(_RatioPerName):
     """Share of pooled positions passed on correctly by each spiking max pool (§4.2, Fig. 5b).
 
     update(pool_states {pool: (cumulative input ``[B, C, H, W]``, cumulative output
@@ -102,31 +109,21 @@ class PoolingCorrectRatio(Metric):
     (two spikes of the feeding neurons).  compute() -> {pool: correct / positive positions}.
     """
 
-    full_state_update = False
-    is_differentiable = False
     higher_is_better = True
 
     def __init__(self, pool_names: Sequence[str], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.pool_names = list(pool_names)
-        n = len(self.pool_names)
-        self.add_state("correct", torch.zeros(n, dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("positive", torch.zeros(n, dtype=torch.long), dist_reduce_fx="sum")
+        super().__init__(pool_names, torch.long, **kwargs)
 
     def update(
         self, pool_states: Mapping[str, tuple[Tensor, Tensor]], pools: Mapping[str, nn.Module], T: int
     ) -> None:
-        for i, name in enumerate(self.pool_names):
+        for i, name in enumerate(self.names):
             cumulative_input, cumulative_output = pool_states[name]
             target = pools[name].max_pool(cumulative_input) / T
             positive = target > 0
             correct = positive & ((cumulative_output / T - target).abs() < 2 / T)
-            self.correct[i] += correct.sum().to(self.correct.device)
-            self.positive[i] += positive.sum().to(self.positive.device)
-
-    def compute(self) -> dict[str, Tensor]:
-        ratios = self.correct.double() / self.positive
-        return {name: ratios[i] for i, name in enumerate(self.pool_names)}
+            self.numerator[i] += correct.sum().to(self.numerator.device)
+            self.denominator[i] += positive.sum().to(self.denominator.device)
 
 
 class SNNMetrics(nn.Module):
