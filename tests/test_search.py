@@ -56,3 +56,45 @@ def test_three_trial_search_writes_results_and_a_pareto_figure(tiny_idx_root: Pa
     assert len(csv_lines) == 1 + len(front) and "hydra/sweeper" not in csv_lines[1]
     # Each front point's re-run command simulates it on the full test set.
     assert all("eval_split" not in line and "limit_test_samples" not in line for line in csv_lines[1:])
+
+
+@pytest.mark.slow
+def test_search_goes_on_after_failed_trials_and_resumes_from_its_study(tiny_idx_root: Path, tmp_path: Path) -> None:
+    optuna = pytest.importorskip("optuna")
+    overrides = [o for o in tiny_overrides(tiny_idx_root, tmp_path / "cache") if not o.startswith("T=")]
+    sweep = tmp_path / "search"
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+
+    def search(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "run.py", "-m", "hydra/sweeper=frontier", "hydra.sweeper.n_trials=2",
+             "hydra.sweeper.sampler.n_startup_trials=2", "T=int(interval(1, 3))",
+             *overrides, f"hydra.sweep.dir={sweep}", *extra],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+        )
+
+    # Every trial fails (no such checkpoint): each is logged and the search still ends normally.
+    failed = search(f"checkpoint={tmp_path / 'missing.pt'}")
+    assert failed.returncode == 0, failed.stderr[-3000:]
+    assert (failed.stdout + failed.stderr).count("Failed experiment") == 2
+    assert (sweep / "frontier.db").is_file() and not list(sweep.glob("**/results.json"))
+
+    # Running into the same folders again would write over jobs 0 and 1: refused in one line.
+    refused = search()
+    assert refused.returncode != 0
+    assert "add 'hydra.sweep.subdir=resumed-1/${hydra.job.num}'" in refused.stderr.strip().splitlines()[-1]
+
+    resumed = search("hydra.sweep.subdir=resumed-1/${hydra.job.num}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    results = [json.loads(p.read_text()) for p in sorted((sweep / "resumed-1").glob("*/results.json"))]
+    assert len(results) == 2
+    study = optuna.load_study(study_name="frontier", storage=f"sqlite:///{sweep}/frontier.db")
+    states = [trial.state for trial in study.trials]
+    assert states == [optuna.trial.TrialState.FAIL] * 2 + [optuna.trial.TrialState.COMPLETE] * 2
+    assert [tuple(t.values) for t in study.trials[2:]] == [
+        (r["snn"]["acc_at_T"], r["snn"]["energy"]["energy_ratio"]) for r in results]
+
+    report = subprocess.run([sys.executable, "-m", "burstsnn.report", str(sweep)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "2 job folder(s) without results.json (failed or unfinished), not in the report: 0, 1" in report.stdout

@@ -55,6 +55,13 @@ def load_results(sweep_dir: Path | str) -> list[dict[str, Any]]:
     return results
 
 
+def jobs_without_results(sweep_dir: Path | str) -> list[Path]:
+    """Hydra job folders under `sweep_dir` (those with a `.hydra/` folder) that hold no
+    results.json: jobs that failed (a search's failed trials) or have not finished."""
+    jobs = (hydra.parent for hydra in Path(sweep_dir).glob("**/.hydra"))
+    return sorted((job for job in jobs if not (job / RESULTS).exists()), key=_natural_key)
+
+
 def energy_over_t(run: dict[str, Any]) -> list[float | None]:
     """The run's SNN/ANN energy ratio had it stopped at t = 1..T; results written before
     energy_over_t existed only know it at their own T (None elsewhere)."""

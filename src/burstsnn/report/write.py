@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from burstsnn.atomic import write_atomic
-from burstsnn.report.load import ReportError, load_results
+from burstsnn.report.load import ReportError, jobs_without_results, load_results
 from burstsnn.report.output import to_csv, to_markdown
 from burstsnn.report.points import frontier_csv
 from burstsnn.report.table import build_table
@@ -61,3 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(written["table1.md"].read_text(encoding="utf-8"))
     for path in written.values():
         print(f"wrote {path}")
+    missing = jobs_without_results(args.sweep_dir)
+    if missing:
+        names = ", ".join(str(job.relative_to(args.sweep_dir)) for job in missing)
+        print(f"{len(missing)} job folder(s) without results.json (failed or unfinished), not in the report: {names}")
