@@ -303,3 +303,42 @@ def test_a_row_shorter_than_the_table_shows_its_own_energy_and_latency(tmp_path:
     line = next(line for line in to_markdown(table).splitlines()
                 if line.startswith("| Low latency (ours)") and "best" not in line and "(t=2)" in line)
     assert line.endswith("| 0.270 (T=2) | 98.75 (T=2) | 2 (0.270) |")
+
+
+def test_runs_over_seeds_are_one_row_with_mean_and_sample_std(tmp_path: Path) -> None:
+    # Three seeds of one row, hand-made curves (ANN 90, 92, 94 %: mean 92 %); accuracy at T = 3:
+    # 60, 80, 90 % -> mean 76.67, sample std sqrt(((60-76.67)² + (80-76.67)² + (90-76.67)²) / 2) = 15.28.
+    curves = {0: [0.10, 0.50, 0.60], 1: [0.30, 0.70, 0.80], 2: [0.20, 0.93, 0.90]}
+    runs = []
+    for seed, curve in curves.items():
+        run = fake_result(T=3, seed=seed)
+        run["ann"]["test_acc"] = 0.90 + 0.02 * seed
+        run["snn"]["acc_over_t"] = curve
+        run["snn"]["energy_over_t"] = [0.1 * (seed + 1) * t for t in (1, 2, 3)]
+        run["snn"]["agreement_over_t"] = [0.5, 0.8, 0.9 + 0.03 * seed]
+        runs.append(run)
+    sweep = write_results(tmp_path / "sweep", [*runs, fake_result(T=3, gamma=1, seed=0)])
+    table = build_table(load_results(sweep), [1, 2, 3])
+    assert [row.label for row in table.rows] == ["LIPooling", "Burst (Γ=5)"]  # seed is no row knob
+    cell = table.cell("Burst (Γ=5)", "vgg16", 3)
+    assert cell.seeds == (0, 1, 2)
+    assert cell.acc == pytest.approx(230 / 3) and cell.acc_std == pytest.approx(15.275252, abs=1e-5)
+    # Mean curve over t: 20, 71, 76.67 %; its best is t = 3; ANN mean 92 %; energy mean 0.2·t.
+    assert (cell.best_t, cell.best_acc, cell.ann_acc) == (3, pytest.approx(230 / 3), pytest.approx(92.0))
+    assert cell.energy_ratio == pytest.approx(0.6) and cell.agreement == pytest.approx(93.0)
+    assert table.cell("Burst (Γ=5)", "vgg16", 2).acc == pytest.approx(71.0)
+    lipool = table.cell("LIPooling", "vgg16", 3)
+    assert lipool.seeds == (0,) and lipool.acc_std is None
+    text = to_markdown(table)
+    # t = 1: 10, 30, 20 % (std 10); t = 2: 50, 70, 93 % (std sqrt((21² + 1² + 22²) / 2) = 21.52).
+    assert "| Burst (Γ=5) | 20.00 ± 10.00 | 71.00 ± 21.52 | 76.67 ± 15.28 |" in text
+    assert any(note.startswith("Runs that differ only in their seed (0, 1, 2) are one row") for note in table.notes)
+    row = next(r for r in csv.DictReader(io.StringIO(to_csv(table))) if r["row"] == "Burst (Γ=5)" and r["T"] == "3")
+    assert (row["seeds"], row["seed"], row["acc_std_pct"]) == ("3", "0 1 2", "15.2753")
+
+
+def test_two_runs_with_the_same_seed_are_a_duplicate_not_a_repeat(tmp_path: Path) -> None:
+    sweep = write_results(tmp_path / "sweep", [fake_result(T=4), fake_result(T=4)])
+    table = build_table(load_results(sweep))
+    assert table.cell("Burst (Γ=5)", "vgg16", 4).seeds == (0,)
+    assert any(note.startswith("Several runs with the same seed share a cell") for note in table.notes)

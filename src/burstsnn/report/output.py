@@ -21,6 +21,12 @@ def _md_table(header: list[str], lines: list[list[str]]) -> str:
                       *("| " + " | ".join(line) + " |" for line in lines)])
 
 
+def _acc(cell: Cell | None) -> str:
+    if cell is None or cell.acc_std is None:
+        return _pct(None if cell is None else cell.acc)
+    return f"{cell.acc:.2f} ± {cell.acc_std:.2f}"
+
+
 def _best(cell: Cell | None) -> str:
     return "–" if cell is None else f"{cell.best_acc:.2f} (t={cell.best_t})"
 
@@ -54,7 +60,7 @@ def to_markdown(table: Table) -> str:
     header = ["Method", *(f"{table.model_header(m)} T={T}" for m, T in cells),
               *(f"paper ({PAPER_DATA}) {MODEL_NAMES[m]} (ANN {PAPER_ANN[m]:.2f} %) T={T}"
                 for m, T in paper)]
-    lines = [[row.label, *(_pct(c.acc if (c := row.cells.get(key)) else None) for key in cells),
+    lines = [[row.label, *(_acc(row.cells.get(key)) for key in cells),
               *(_pct(paper_acc(row, m, T)) for m, T in paper)] for row in table.rows]
     last = table.Ts[-1]
     extra_header = ["Method", *(f"{MODEL_NAMES.get(m, m)} best acc over t≤{T}" for m, T in cells),
@@ -91,7 +97,9 @@ def csv_rows(table: Table) -> list[dict[str, Any]]:
                 config = flatten(cell.run["config"])
                 out.append({
                     "data": config["data.name"], "model": model, "row": row.label, "T": T,
-                    "acc_pct": round(cell.acc, 4), "best_acc_pct": round(cell.best_acc, 4),
+                    "acc_pct": round(cell.acc, 4),
+                    "acc_std_pct": None if cell.acc_std is None else round(cell.acc_std, 4),
+                    "seeds": len(cell.seeds), "best_acc_pct": round(cell.best_acc, 4),
                     "best_t": cell.best_t, "ann_acc_pct": round(cell.ann_acc, 4),
                     "energy_ratio": cell.energy_ratio,
                     "agreement_pct": None if cell.agreement is None else round(cell.agreement, 4),
@@ -100,7 +108,8 @@ def csv_rows(table: Table) -> list[dict[str, Any]]:
                     f"paper_{PAPER_DATA.lower()}_acc_pct": paper_acc(row, model, T),
                     "run_T": cell.run["snn"]["T"],
                     "theta_scale_used": cell.run["snn"].get("theta_scale"),
-                    **{key: config.get(key) for key in knob_keys}, "results": cell.run["path"],
+                    **{key: config.get(key) for key in knob_keys},
+                    "seed": " ".join(map(str, cell.seeds)), "results": cell.run["path"],
                 })
     return out
 

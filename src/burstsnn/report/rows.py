@@ -14,6 +14,8 @@ CORE_KNOBS = ("p", "gamma", "pooling", "reset", "v_init", "theta_scale", "channe
 NOT_KNOBS = ("T", "model.name", "chunk", "cache_dir", "skip_done", "data.root", "data.download",
              "data.num_workers", "data.eval_batch_size")
 NOT_KNOB_PREFIXES = ("trainer.", "logger.")
+# Runs that differ only in this key are repeats of one row: its cells are their mean ± std.
+REPEAT_KEY = "seed"
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -36,9 +38,11 @@ def _knob_order(key: str) -> tuple[int, str]:
 
 
 def varied_knobs(results: Sequence[dict[str, Any]]) -> list[str]:
-    """Config keys whose value differs between runs, besides T, the model and its derived keys."""
+    """Config keys whose value differs between runs, besides T, the model and its derived keys
+    and the seed (runs over seeds are repeats of a row)."""
     flats = [flatten(r["config"]) for r in results]
-    keys = sorted({key for flat in flats for key in flat if is_knob(key)}, key=_knob_order)
+    keys = sorted({key for flat in flats for key in flat if is_knob(key) and key != REPEAT_KEY},
+                  key=_knob_order)
     varied = []
     for key in keys:
         if len({flat.get(key) for flat in flats}) < 2:

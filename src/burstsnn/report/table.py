@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +12,7 @@ from burstsnn.measure.frontier import t_within
 from burstsnn.report.load import ReportError, energy_over_t
 from burstsnn.report.paper import PAPER_ACC, PAPER_ROWS, PAPER_TS, row_name
 from burstsnn.report.rows import (
-    CORE_KNOBS, flatten, is_knob, knob_label, row_label, sortable, theta_label, varied_knobs,
+    CORE_KNOBS, REPEAT_KEY, flatten, is_knob, knob_label, row_label, sortable, theta_label, varied_knobs,
 )
 
 MODEL_NAMES = {"vgg16": "VGG16", "resnet20": "ResNet20"}
@@ -21,7 +22,9 @@ DATA_NAMES = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CI
 
 @dataclass(frozen=True)
 class Cell:
-    """One (row, model, T) entry, read from the shortest run simulated for at least T steps."""
+    """One (row, model, T) entry, read from the shortest run simulated for at least T steps;
+    where runs of that length differ only in their seed, from their mean curves (accuracy,
+    energy, agreement over t and the ANN's accuracy averaged over the seeds)."""
 
     acc: float                   # accuracy (%) at t = T
     best_acc: float              # best accuracy (%) over t ≤ T ...
@@ -31,7 +34,9 @@ class Cell:
     t_within_1pt: int | None     # first t ≤ T within 1 point of the ANN (None: not reached)
     energy_within_1pt: float | None  # SNN/ANN energy at that t
     agreement: float | None      # share (%) of images whose prediction at t = T is the ANN's
-    run: dict[str, Any]          # the results.json it was read from (with "path")
+    run: dict[str, Any]          # the results.json it was read from (with "path"; the first seed's)
+    seeds: tuple[Any, ...]       # the seeds of the runs averaged (one run per seed)
+    acc_std: float | None        # sample standard deviation (%) of acc over the seeds (None: one seed)
 
 
 @dataclass
@@ -92,22 +97,36 @@ def default_Ts(results: Sequence[dict[str, Any]]) -> list[int]:
     return sorted(run_Ts | {T for T in PAPER_TS if T <= max(run_Ts)})
 
 
+def _mean_curve(curves: Sequence[Sequence[float | None]]) -> list[float | None]:
+    """Step-wise mean of equal-length curves; None at a step where any curve has none."""
+    return [None if None in values else statistics.fmean(values) for values in zip(*curves)]
+
+
 def _cell(runs: list[dict[str, Any]], T: int) -> tuple[Cell | None, int]:
-    """The cell at T from the shortest run with ≥ T steps, and how many runs tied for it."""
+    """The cell at T from the shortest runs with ≥ T steps (one per seed, averaged), and how
+    many of those runs repeat a seed (several runs for one cell: the first by path is read)."""
     reaching = [r for r in runs if r["snn"]["T"] >= T]
     if not reaching:
         return None, 0
     shortest = min(r["snn"]["T"] for r in reaching)
-    tied = [r for r in reaching if r["snn"]["T"] == shortest]
-    run = tied[0]
-    curve = run["snn"]["acc_over_t"][:T]
+    per_seed: dict[Any, dict[str, Any]] = {}
+    for run in reaching:
+        if run["snn"]["T"] == shortest:
+            per_seed.setdefault(run["config"].get(REPEAT_KEY), run)
+    repeats = sum(r["snn"]["T"] == shortest for r in reaching) - len(per_seed)
+    seeds = list(per_seed.values())
+    curve = _mean_curve([r["snn"]["acc_over_t"][:T] for r in seeds])
+    energy = _mean_curve([energy_over_t(r)[:T] for r in seeds])
+    agreements = [_agreement(r, T) for r in seeds]
+    ann_acc = statistics.fmean(r["ann"]["test_acc"] for r in seeds)
     best = max(range(T), key=lambda i: curve[i])
-    energy = energy_over_t(run)
-    t1 = t_within(curve, run["ann"]["test_acc"])
+    t1 = t_within(curve, ann_acc)
+    std = statistics.stdev(100 * r["snn"]["acc_over_t"][T - 1] for r in seeds) if len(seeds) > 1 else None
     return Cell(acc=100 * curve[T - 1], best_acc=100 * curve[best], best_t=best + 1,
-                ann_acc=100 * run["ann"]["test_acc"], energy_ratio=energy[T - 1],
+                ann_acc=100 * ann_acc, energy_ratio=energy[T - 1],
                 t_within_1pt=t1, energy_within_1pt=None if t1 is None else energy[t1 - 1],
-                agreement=_agreement(run, T), run=run), len(tied)
+                agreement=None if None in agreements else statistics.fmean(agreements),
+                run=seeds[0], seeds=tuple(per_seed), acc_std=std), repeats
 
 
 def _agreement(run: dict[str, Any], T: int) -> float | None:
@@ -185,10 +204,10 @@ def build_table(results: Sequence[dict[str, Any]], Ts: Sequence[int] | None = No
         row = Row(row_label(knobs, config, name, shown[name]), knobs, paper, runs)
         for model in runs:
             for T in Ts:
-                cell, tied = _cell(runs[model], T)
+                cell, repeats = _cell(runs[model], T)
                 if cell is not None:
                     row.cells[model, T] = cell
-                if tied > 1:
+                if repeats:
                     duplicates.append(f"{row.label} / {model} / T={T}")
         rows.append(row)
     rows.sort(key=lambda r: (order.index(r.paper_name) if r.paper_name else len(order),
@@ -198,8 +217,13 @@ def build_table(results: Sequence[dict[str, Any]], Ts: Sequence[int] | None = No
     data = sorted({f["data.name"] for f in flats})
     table = Table(data, models, Ts, varied, rows, ann_acc, [])
     table.notes = _notes(table, results, fixed)
+    seeds = sorted({r["config"].get(REPEAT_KEY) for r in results}, key=sortable)
+    if any(len(cell.seeds) > 1 for row in rows for cell in row.cells.values()):
+        table.notes.append(f"Runs that differ only in their seed ({', '.join(map(str, seeds))}) are one row: "
+                           "accuracy at T is their mean ± sample standard deviation; best accuracy, "
+                           "energy, agreement and latency are read from their mean curves over t.")
     if duplicates:
-        table.notes.append("Several runs share a cell (showing the first by path): "
+        table.notes.append("Several runs with the same seed share a cell (showing the first by path): "
                            + "; ".join(duplicates))
     return table
 
