@@ -424,3 +424,15 @@ def test_convert_with_the_mse_rule_per_layer_and_per_channel():
             assert error(lam) == pytest.approx(min(map(error, candidates)), rel=1e-6)  # ... the best one
     with pytest.raises(ValueError, match="lambda_rule"):
         convert(ann, [(x, torch.zeros(8))], lambda_rule="max")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_diverged_ann_is_refused_in_one_line_naming_the_weight(bad, images):
+    ann = ready(SmallCNN(), images)
+    with torch.no_grad():
+        ann.features[0].weight[0, 0, 0, 0] = bad
+    with pytest.raises(ConversionError) as error:
+        convert(ann, [images])
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("ANN weight 'features.0.weight' holds NaN or inf")
+    assert "lower train.lr" in message

@@ -120,5 +120,5 @@ def _check_finite(ann: nn.Module) -> None:
     """ConversionError naming the first parameter or buffer holding NaN or inf."""
     for name, tensor in [*ann.named_parameters(), *ann.named_buffers()]:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ConversionError(f"ANN weight '{name}' holds NaN or inf: the ANN diverged or "
-                                  "its checkpoint is corrupt; retrain it")
+            raise ConversionError(f"ANN weight '{name}' holds NaN or inf: the ANN diverged (retrain it "
+                                  "with a lower train.lr) or its checkpoint is corrupt")
