@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 
 from burstsnn.ann.classifier import ANNClassifier
 from burstsnn.ann.data import ImageDataModule
-from burstsnn.ann.models import build_model
+from burstsnn.ann.models import build_ann, build_model
 from burstsnn.errors import CheckpointError, ConfigError
 from burstsnn.experiment.job import JobContext, run_job
 from conftest import REPO, tiny_overrides
@@ -77,6 +78,22 @@ def test_a_lightning_checkpoint_converts_like_its_state_dict(job_config, tmp_pat
                for name in ("net.ckpt", "net.pt")]
     assert results[0]["ann"]["test_acc"] == results[1]["ann"]["test_acc"]
     assert results[0]["snn"]["acc_over_t"] == results[1]["snn"]["acc_over_t"]
+
+
+def test_a_network_whose_modules_carry_versions_trains_caches_and_loads(job_config, tmp_path: Path) -> None:
+    """MNASNet's loader refuses weights without its module versions (a state dict's _metadata):
+    they must survive the hand-over after training, the cache and a Lightning checkpoint."""
+    net = ("model=torchvision", "model.arch=mnasnet0_5", *QUICK)
+    trained = run_job(job_config(*net), JobContext(tmp_path / "job1"))
+    reused = run_job(job_config(*net), JobContext(tmp_path / "job2"))
+    assert (trained["ann"]["trained"], reused["ann"]["trained"]) == (True, False)
+    module = ANNClassifier(build_ann(OmegaConf.to_container(job_config(*net).model, resolve=True)), 10)
+    module.model.load_state_dict(torch.load(trained["ann"]["checkpoint"], weights_only=True))
+    torch.save({"state_dict": module.state_dict()}, tmp_path / "net.ckpt")  # as Lightning saves it
+    loaded = run_job(job_config(*net, f"checkpoint={tmp_path / 'net.ckpt'}"), JobContext(tmp_path / "job3"))
+    for other in (reused, loaded):
+        assert other["ann"]["test_acc"] == trained["ann"]["test_acc"]
+        assert other["snn"]["acc_over_t"] == trained["snn"]["acc_over_t"]
 
 
 @pytest.mark.parametrize(("make", "message"), [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -16,6 +17,15 @@ from burstsnn.errors import CheckpointError
 # The LightningModule that trains our ANNs (classifier.ANNClassifier) keeps the network as `model`.
 LIGHTNING_PREFIX = "model."
 SHOWN = 3  # names in a message about mismatched keys
+
+
+def cpu_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """``model``'s state dict, detached on the CPU, with its ``_metadata``: the module versions
+    that some torchvision models need to load it back (MNASNet refuses a state without them)."""
+    state = model.state_dict()
+    cpu = OrderedDict((name, tensor.detach().cpu()) for name, tensor in state.items())
+    cpu._metadata = state._metadata
+    return cpu
 
 
 def load_checkpoint(model: nn.Module, path: Path) -> str:
@@ -46,10 +56,22 @@ def _state_dict(loaded: object, path: Path) -> dict[str, Tensor]:
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):  # Lightning
         loaded = loaded["state_dict"]
         if loaded and all(key.startswith(LIGHTNING_PREFIX) for key in loaded):
-            loaded = {key[len(LIGHTNING_PREFIX):]: value for key, value in loaded.items()}
+            loaded = _strip_prefix(loaded)
     if not isinstance(loaded, dict) or not all(isinstance(v, Tensor) for v in loaded.values()):
         raise CheckpointError(f"checkpoint={path} holds no state dict (a mapping of names to tensors)")
     return loaded
+
+
+def _strip_prefix(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The training module's state without its ``model.`` prefix, module versions included."""
+    stripped = OrderedDict((key[len(LIGHTNING_PREFIX):], value) for key, value in state.items())
+    versions = getattr(state, "_metadata", None)
+    if versions is not None:
+        stripped._metadata = OrderedDict(
+            (module[len(LIGHTNING_PREFIX):], version) for module, version in versions.items()
+            if module.startswith(LIGHTNING_PREFIX))
+        stripped._metadata[""] = versions.get(LIGHTNING_PREFIX[:-1], {})
+    return stripped
 
 
 def _check_matches(expected: dict[str, Tensor], state: dict[str, Tensor], path: Path) -> None:

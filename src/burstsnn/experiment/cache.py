@@ -25,6 +25,7 @@ from torch import nn
 
 import burstsnn
 import burstsnn.ann
+from burstsnn.ann.checkpoint import cpu_state_dict
 from burstsnn.atomic import sha256_of, write_atomic, write_json_atomic
 
 # Data settings that do not change the trained ANN (where the files are, how fast they load,
@@ -133,7 +134,7 @@ class AnnCache:
         """Store `model`'s weights and `meta` (+ checksum) atomically; returns the stored meta."""
         folder = self.entry(key)
         (folder / META).unlink(missing_ok=True)  # the entry is incomplete until meta is back
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        state = cpu_state_dict(model)
         write_atomic(folder / CHECKPOINT, lambda tmp: torch.save(state, tmp))
         stored = {**meta, "sha256": sha256_of(folder / CHECKPOINT)}
         write_json_atomic(folder / META, stored)

@@ -10,6 +10,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import nn
 
+from burstsnn.ann.checkpoint import cpu_state_dict
 from burstsnn.ann.data import ImageDataModule
 from burstsnn.conversion import convert
 from burstsnn.measure.evaluate import SNNEvaluator
@@ -59,8 +60,7 @@ class ConversionCallback(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         ann = pl_module.model
-        state = {name: tensor.cpu() for name, tensor in ann.state_dict().items()}
-        ann.load_state_dict(trainer.strategy.broadcast(state, src=0))
+        ann.load_state_dict(trainer.strategy.broadcast(cpu_state_dict(ann), src=0))
         self.run(ann, trainer.datamodule)
 
     def run(self, ann: nn.Module, data: ImageDataModule) -> dict[str, Any]:
