@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from burstsnn.atomic import sha256_of
 from burstsnn.errors import CheckpointError
@@ -56,22 +57,10 @@ def _state_dict(loaded: object, path: Path) -> dict[str, Tensor]:
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):  # Lightning
         loaded = loaded["state_dict"]
         if loaded and all(key.startswith(LIGHTNING_PREFIX) for key in loaded):
-            loaded = _strip_prefix(loaded)
+            consume_prefix_in_state_dict_if_present(loaded, LIGHTNING_PREFIX)  # module versions too
     if not isinstance(loaded, dict) or not all(isinstance(v, Tensor) for v in loaded.values()):
         raise CheckpointError(f"checkpoint={path} holds no state dict (a mapping of names to tensors)")
     return loaded
-
-
-def _strip_prefix(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The training module's state without its ``model.`` prefix, module versions included."""
-    stripped = OrderedDict((key[len(LIGHTNING_PREFIX):], value) for key, value in state.items())
-    versions = getattr(state, "_metadata", None)
-    if versions is not None:
-        stripped._metadata = OrderedDict(
-            (module[len(LIGHTNING_PREFIX):], version) for module, version in versions.items()
-            if module.startswith(LIGHTNING_PREFIX))
-        stripped._metadata[""] = versions.get(LIGHTNING_PREFIX[:-1], {})
-    return stripped
 
 
 def _check_matches(expected: dict[str, Tensor], state: dict[str, Tensor], path: Path) -> None:
