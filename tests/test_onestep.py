@@ -40,12 +40,12 @@ class Quantised(nn.Module):
 
 
 def reference(ann: nn.Module) -> nn.Module:
-    """A copy of ``ann`` with every QCFS swapped for ``Quantised``."""
+    """A copy of ``ann`` with every QCFS swapped for ``Quantised`` with λ = |clip|."""
     ref = copy.deepcopy(ann)
     for name, module in list(ref.named_modules()):
         if isinstance(module, QCFS):
             parent, _, attribute = name.rpartition(".")
-            setattr(ref.get_submodule(parent) if parent else ref, attribute, Quantised(module.clip, module.levels))
+            setattr(ref.get_submodule(parent) if parent else ref, attribute, Quantised(module.clip.abs(), module.levels))
     return ref.eval()
 
 
@@ -78,14 +78,16 @@ class TinyResNet(nn.Module):
 
 
 def quantised(make, per_channel: bool) -> tuple[nn.Module, torch.Tensor]:
-    """The net with QCFS of L levels, realistic BN statistics and clips λ drawn in [0.5, 2]."""
+    """The net with QCFS of L levels, realistic BN statistics and clips drawn in ±[0.5, 2]
+    (a negative clip stands for λ = |clip|)."""
     torch.manual_seed(0)
     x = torch.randn(6, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     ann = ready(make(activation("qcfs", L, per_channel)), x)
     with torch.no_grad():
         for module in ann.modules():
             if isinstance(module, QCFS):
-                module.clip.uniform_(0.5, 2.0)
+                sign = torch.randint(0, 2, module.clip.shape).mul(2).sub(1)
+                module.clip.uniform_(0.5, 2.0).mul_(sign)
     return ann, x
 
 

@@ -17,9 +17,11 @@ from torch import Tensor, nn
 class QCFS(nn.Module):
     """y = θ·clamp(⌊(θ/2 + x)/θ⌋, 0, L) with θ = λ/L; x, y: ``[B, C, ...]``.
 
-    ``clip`` is λ, trainable: one value, or one per channel (``shape=(C, 1, 1)``). The floor
-    passes its gradient straight through, as in QCFS. The rounding is written as the burst
-    neuron's first step computes it, V = θ/2 + x, then ⌊V/θ⌋, so the two agree bit for bit.
+    ``clip`` is trainable: one value, or one per channel (``shape=(C, 1, 1)``); λ = |clip|
+    (``lam``), so a training step can never turn the quantiser into a negative one that no
+    neuron can fire (ResNet20's ``stages.7.relu`` clip crossed zero when λ was the raw clip).
+    The floor passes its gradient straight through, as in QCFS. The rounding is written as the
+    burst neuron's first step computes it, V = θ/2 + x, then ⌊V/θ⌋, so the two agree bit for bit.
     """
 
     def __init__(self, levels: int, shape: tuple[int, ...] = (), clip: float = 4.0) -> None:
@@ -30,8 +32,13 @@ class QCFS(nn.Module):
     def extra_repr(self) -> str:
         return f"levels={self.levels}, clip shape={tuple(self.clip.shape)}"
 
+    @property
+    def lam(self) -> Tensor:
+        """The clip λ in use: |clip| (0-d, or ``[C, 1, 1]`` / ``[C]`` per channel)."""
+        return self.clip.abs()
+
     def forward(self, x: Tensor) -> Tensor:
-        theta = self.clip / self.levels
+        theta = self.lam / self.levels
         z = (0.5 * theta + x) / theta
         return torch.clamp(z + (torch.floor(z) - z).detach(), 0, self.levels) * theta
 

@@ -125,7 +125,7 @@ def _trained_lambda(name: str, module: nn.Module) -> Tensor:
         raise ConversionError(f"lambda_rule=trained reads λ from QCFS activations, but layer '{name}' is "
                               f"{type(module).__name__}: train with model.activation=qcfs, or choose "
                               "lambda_rule=percentile or mse")
-    lam = module.clip.detach().to(torch.get_default_dtype())
+    lam = module.lam.detach().to(torch.get_default_dtype())
     if not bool((lam > 0).all() and torch.isfinite(lam).all()):
         raise ConversionError(f"layer '{name}': its trained clip λ is not positive and finite")
     return lam.clone()
