@@ -382,6 +382,32 @@ def test_mse_lambda_minimises_the_first_step_error(gamma, theta_scale, v_init):
     assert error(lam) < error(float(percentile(acts, 99.9))) and error(lam) < error(top)
 
 
+@pytest.mark.parametrize(("gamma", "theta_scale", "v_init"), [(5, 1 / 5, 0.5), (1, 1.0, 0.0), (16, 0.07, 0.93)])
+def test_mse_lambda_is_the_candidate_a_brute_force_search_picks(gamma, theta_scale, v_init):
+    """Each candidate scored by quantising every activation (the first step as an equation,
+    θ·clamp(⌊a/θ + v_init⌋, 0, Γ)): the same λ per row, the first of equal errors."""
+    g = torch.Generator().manual_seed(gamma)
+    acts = torch.relu(torch.randn(6, 3000, generator=g, dtype=torch.float64)) * torch.rand(6, 1, generator=g) * 4
+    acts[0, :2900] = 0  # a mostly silent channel
+    top = acts.amax(1, keepdim=True)
+    errors = []
+    for k in range(1, 101):
+        theta = theta_scale * top * k / 100
+        quantised = theta * torch.clamp(torch.floor(acts / theta + v_init), 0, gamma)
+        errors.append((quantised - acts).square().mean(1))
+    best = torch.stack(errors, 1).argmin(1)  # first of the smallest
+    expected = top.squeeze(1) * (best + 1) / 100
+    assert torch.equal(mse_lambda(acts, FirstStep(gamma, theta_scale, v_init)), expected)
+
+
+def test_mse_lambda_takes_the_smallest_of_equal_errors():
+    """A row of zeros and one 1.0, flooring with θ = λ, Γ = 5: λ = 1/j (j spikes of 1/j) for
+    j = 1, 2, 4, 5 quantise every value exactly (equal errors, 0); the smallest, 0.2, is chosen."""
+    acts = torch.zeros(1, 1000, dtype=torch.float64)
+    acts[0, 0] = 1.0
+    assert float(mse_lambda(acts, FirstStep(5, 1.0, 0.0))[0]) == pytest.approx(0.2)
+
+
 def test_mse_lambda_for_uniform_activations_makes_equal_bins():
     # Uniform on [0, 1], θ = λ/8 and rounding (V(0) = θ/2): inputs in [λ − θ/2, 1] all give λ; that
     # top bin is as wide as the others (θ) when 1 − λ + λ/16 = λ/8, i.e. λ = 16/17.

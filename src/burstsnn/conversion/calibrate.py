@@ -47,6 +47,7 @@ def batch_inputs(batch: object) -> Tensor:
 # over its channels), drawn with a fixed seed.
 MSE_CANDIDATES = 100
 MSE_SAMPLES = 1 << 18
+MSE_TIE = 1e-9  # errors closer than this (relative to the row's mean square) are equal
 
 
 @dataclass(frozen=True)
@@ -66,23 +67,45 @@ class FirstStep:
 def mse_lambda(acts: Tensor, step: FirstStep) -> Tensor:
     """acts ``[R, N]`` (a row per channel, or one row) -> λ ``[R]``: the candidate
     λ = max_r·k/MSE_CANDIDATES (k = 1..MSE_CANDIDATES) with the least mean squared error
-    mean_n (step(a, λ) − a)² of each row (the first, smallest of equal ones), the mean taken
-    over the same MSE_SAMPLES // R columns of every row when N is larger."""
+    mean_n (step(a, λ) − a)² of each row (the first, smallest of equal ones: see MSE_TIE), the mean taken
+    over the same MSE_SAMPLES // R columns of every row when N is larger.
+
+    All candidates at once: with each row sorted, the activations that ``step`` sends to
+    level j (0..Γ) are a contiguous run, a ∈ [(j − v_init)·θ, (j + 1 − v_init)·θ), so the
+    squared error of each run follows from prefix sums of a and a² (no pass over the
+    activations per candidate).
+    """
     acts = acts.to(torch.float64)
     top = acts.amax(1, keepdim=True)  # [R, 1]
     per_row = max(1, MSE_SAMPLES // acts.shape[0])
     if acts.shape[1] > per_row:
         keep = torch.randperm(acts.shape[1], generator=torch.Generator().manual_seed(0))[:per_row]
         acts = acts[:, keep]
-    best_err = torch.full((acts.shape[0],), torch.inf, dtype=torch.float64)
-    best = top.squeeze(1).clone()
-    for k in range(1, MSE_CANDIDATES + 1):
-        lam = top * (k / MSE_CANDIDATES)
-        err = (step(acts, lam) - acts).square().mean(1)
-        better = err < best_err
-        best_err = torch.where(better, err, best_err)
-        best = torch.where(better, lam.squeeze(1), best)
-    return best
+    rows, n = acts.shape
+    a = acts.sort(1).values
+    zero = a.new_zeros(rows, 1)
+    sums = torch.cat([zero, a.cumsum(1)], 1)  # [R, n + 1]: sums[:, i] = Σ of the i smallest
+    squares = torch.cat([zero, a.square().cumsum(1)], 1)
+    lam = top * torch.arange(1, MSE_CANDIDATES + 1, dtype=torch.float64) / MSE_CANDIDATES  # [R, K]
+    theta = step.theta_scale * lam
+    levels = torch.arange(step.gamma + 1, dtype=torch.float64)  # [Γ + 1]
+    # How many activations lie below level j's lower edge, j = 1..Γ; level 0 starts at 0, Γ ends at n.
+    edges = theta.unsqueeze(2) * (levels[1:] - step.v_init)  # [R, K, Γ]
+    below = torch.searchsorted(a, edges.reshape(rows, -1)).view(rows, MSE_CANDIDATES, step.gamma)
+    bounds = torch.cat([below.new_zeros(rows, MSE_CANDIDATES, 1), below,
+                        below.new_full((rows, MSE_CANDIDATES, 1), n)], 2)  # [R, K, Γ + 2]
+    lo, hi = bounds[..., :-1].reshape(rows, -1), bounds[..., 1:].reshape(rows, -1)
+    count = (hi - lo).view(rows, MSE_CANDIDATES, -1).to(torch.float64)
+    total = (sums.gather(1, hi) - sums.gather(1, lo)).view_as(count)
+    total_sq = (squares.gather(1, hi) - squares.gather(1, lo)).view_as(count)
+    value = theta.unsqueeze(2) * levels  # [R, K, Γ + 1]: the level's output
+    err = (total_sq - 2 * value * total + count * value.square()).sum(2) / n  # [R, K]
+    # Equal errors (e.g. a row whose sample has one non-zero value a: 3θ = a and 2θ' = a are
+    # two candidates) differ here only by rounding: the first within MSE_TIE of the row's mean
+    # square (the error of quantising everything to 0) counts as equal to the least.
+    tied = err <= err.amin(1, keepdim=True) + MSE_TIE * squares[:, -1:] / n
+    first = tied.to(torch.int8).argmax(1, keepdim=True)
+    return lam.gather(1, first).squeeze(1)
 
 
 class _Recorder:
