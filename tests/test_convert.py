@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from burstsnn.conversion.calibrate import FirstStep, calibrate, mse_lambda, percentile
+from burstsnn.conversion.calibrate import FirstStep, mse_lambda, percentile
 from burstsnn.conversion.convert import convert, fold_bn
 from burstsnn.errors import ConfigError, ConversionError
 from burstsnn.snn.pooling import LIPool, SpikeMaxPool
@@ -113,8 +113,8 @@ def test_nan_activations_name_the_layer():
     ann = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
     x = torch.rand(8, 4)
     x[0, 0] = float("inf")
-    with pytest.raises(ValueError, match="layer '1'"):
-        calibrate(ann, [(x, None)], ["1"])
+    with pytest.raises(ConversionError, match="layer '1'"):
+        convert(ann, [(x, None)])
 
 
 # --- convert: arguments, refusals, call sites ------------------------------------------------

@@ -4,9 +4,6 @@ quantisation's empirical bias correction, applied to the burst neurons' first st
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-
 import torch
 from torch import Tensor, fx, nn
 
@@ -14,37 +11,6 @@ from burstsnn.conversion.units import Analog, Current, Unit
 from burstsnn.errors import ConversionError
 from burstsnn.graph_ops import AFFINE_MODULES
 from burstsnn.snn.network import SpikingNetwork
-
-
-class _ChannelMean:
-    """Forward pre-hook: the mean of a module's input ``[N, C, ...]`` over all but dim 1 -> ``[C]``."""
-
-    def __init__(self) -> None:
-        self.total: Tensor | None = None
-        self.count = 0
-
-    def __call__(self, module: nn.Module, args: tuple) -> None:
-        x = args[0].detach().to(torch.float64)
-        rows = x.transpose(0, 1).reshape(x.shape[1], -1)
-        self.total = rows.sum(1) if self.total is None else self.total + rows.sum(1)
-        self.count += rows.shape[1]
-
-    @property
-    def mean(self) -> Tensor:
-        return self.total / self.count
-
-
-@contextmanager
-def input_means(gm: fx.GraphModule, names: Sequence[str]) -> Iterator[dict[str, _ChannelMean]]:
-    """Within the block, accumulate the per-channel mean of each module ``name``'s input over
-    every forward (read ``[name].mean``, ``[C]``, after the block)."""
-    hooks = {name: _ChannelMean() for name in names}
-    handles = [gm.get_submodule(name).register_forward_pre_hook(hook) for name, hook in hooks.items()]
-    try:
-        yield hooks
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _biased_layer(gm: fx.GraphModule, node: fx.Node, units: dict[fx.Node, Unit]) -> nn.Module:
@@ -99,7 +65,7 @@ class _ShiftToTarget:
 def correct_bias(snn: SpikingNetwork, targets: dict[str, Tensor], x: Tensor, units: dict[fx.Node, Unit]) -> None:
     """Shift biases of ``snn`` in place so that each neuron's mean input current at the first
     step on ``x`` ``[B, ...]`` equals ``targets[name]`` ``[C]`` (the ANN's mean pre-activation at
-    that ReLU call site on the same inputs, recorded with ``input_means`` during calibration).
+    that ReLU call site on the same inputs: ``Recording.input_means``).
 
     One first step does it: each neuron, reached in graph order, shifts the bias of the layer
     feeding it and its own input by the same amount before it fires, so later neurons see the

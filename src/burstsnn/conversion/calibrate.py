@@ -1,18 +1,18 @@
 """Activation calibration: λ_l = p-th percentile of a layer's ReLU outputs (paper §3.1), the
 λ whose first burst step quantises those outputs with the least squared error, or the clip λ
-a QCFS activation learned in training."""
+a QCFS activation learned in training. The outputs come from ``recording.record``."""
 
 from __future__ import annotations
 
-import itertools
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from burstsnn.activations import QCFS
+from burstsnn.conversion.recording import Recording
 from burstsnn.errors import ConversionError
 
 
@@ -35,11 +35,6 @@ def percentile(x: Tensor, p: float, dim: int | None = None) -> Tensor:
         return v_lo
     v_hi = torch.kthvalue(x, hi + 1, dim=dim).values
     return v_lo + (v_hi - v_lo) * (rank - lo)
-
-
-def batch_inputs(batch: object) -> Tensor:
-    """The inputs of a calibration batch: ``(inputs, targets)`` or bare inputs."""
-    return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
 # The "mse" rule tries λ = max·k/MSE_CANDIDATES, k = 1..MSE_CANDIDATES (max over all of a
@@ -108,16 +103,6 @@ def mse_lambda(acts: Tensor, step: FirstStep) -> Tensor:
     return lam.gather(1, first).squeeze(1)
 
 
-class _Recorder:
-    """Forward hook that keeps a module's outputs (detached, on CPU)."""
-
-    def __init__(self) -> None:
-        self.outputs: list[Tensor] = []
-
-    def __call__(self, module: nn.Module, inputs: tuple, output: Tensor) -> None:
-        self.outputs.append(output.detach().to("cpu", torch.float32))
-
-
 def _layer_lambda(
     name: str, acts: Tensor, p: float, channel_wise: bool, mse_step: FirstStep | None
 ) -> Tensor:
@@ -154,46 +139,25 @@ def _trained_lambda(name: str, module: nn.Module) -> Tensor:
     return lam.clone()
 
 
-@torch.no_grad()
-def calibrate(
+def layer_lambdas(
     model: nn.Module,
-    calib_loader: Iterable,
+    recording: Recording,
     layers: Sequence[str],
     *,
     p: float = 99.9,
     channel_wise: bool = False,
-    calib_batches: int = 1,
     mse_step: FirstStep | None = None,
     trained: bool = False,
 ) -> dict[str, Tensor]:
-    """λ per layer: the p-th percentile of each named module's outputs, zeros included; with
-    ``mse_step``, instead the λ whose first burst step ``mse_step`` quantises them with the
-    least mean squared error (see ``mse_lambda``); with ``trained``, the clip λ that each
-    (QCFS) module learned, as it holds it (per layer or per channel).
+    """λ per layer: the p-th percentile of each named module's outputs in ``recording``
+    (zeros included; p = 100 is max-norm); with ``mse_step``, instead the λ whose first burst
+    step ``mse_step`` quantises them with the least mean squared error (see ``mse_lambda``);
+    with ``trained``, the clip λ that each (QCFS) module of ``model`` learned, as it holds it.
 
-    Runs the first ``calib_batches`` batches of ``calib_loader`` (an iterable of
-    ``(inputs, targets)``; bare input tensors also work) through ``model`` in eval
-    mode.  p = 100 is max-norm.  Returns name -> λ (0-d, or ``[C, 1, ...]`` per channel).
-    A layer that never activates gets λ = 1 and a warning; NaN/inf -> ValueError.
+    Returns name -> λ (0-d, or ``[C, 1, ...]`` per channel). A layer that never activates gets
+    λ = 1 and a warning; NaN/inf -> ConversionError naming the layer.
     """
-    device = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
     modules = dict(model.named_modules())
-    recorders = {name: _Recorder() for name in layers}
-    handles = [modules[name].register_forward_hook(rec) for name, rec in recorders.items()]
-    model.eval()
-    seen = 0
-    try:
-        for batch in itertools.islice(calib_loader, calib_batches):
-            model(batch_inputs(batch).to(device))
-            seen += 1
-    finally:
-        for handle in handles:
-            handle.remove()
-    if seen == 0:
-        raise ValueError("calib_loader yielded no batches")
     if trained:
         return {name: _trained_lambda(name, modules[name]) for name in layers}
-    return {
-        name: _layer_lambda(name, torch.cat(rec.outputs), p, channel_wise, mse_step)
-        for name, rec in recorders.items()
-    }
+    return {name: _layer_lambda(name, recording.outputs[name], p, channel_wise, mse_step) for name in layers}

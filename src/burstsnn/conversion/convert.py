@@ -3,14 +3,15 @@ burst neurons and spiking pools, optionally correct biases."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import torch
 from torch import fx, nn
 
-from burstsnn.conversion.bias import correct_bias, input_means
-from burstsnn.conversion.calibrate import FirstStep, batch_inputs, calibrate
+from burstsnn.conversion.bias import correct_bias
+from burstsnn.conversion.calibrate import FirstStep, layer_lambdas
 from burstsnn.conversion.fold import fold_bn, set_module
+from burstsnn.conversion.recording import record
 from burstsnn.conversion.sites import prepare
 from burstsnn.conversion.units import Spikes, Unit, per_channel, value_units
 from burstsnn.errors import ConversionError
@@ -68,31 +69,22 @@ def convert(
     _check_finite(ann)
     gm = fold_bn(ann)
     relus, pools = prepare(gm)
-    inputs: list[torch.Tensor] = []
+    recording = record(gm, calib_loader, relus, calib_batches)
     mse_step = FirstStep(gamma, theta_scale, v_init) if lambda_rule == "mse" else None
-    # With bias_correction, the ANN's mean pre-activations at each ReLU site on the same batches.
-    with input_means(gm, relus if bias_correction else []) as preactivations:
-        lambdas = calibrate(gm, _recorded(calib_loader, inputs), relus, p=p, channel_wise=channel_wise,
-                            calib_batches=calib_batches, mse_step=mse_step, trained=lambda_rule == "trained")
+    lambdas = layer_lambdas(gm, recording, relus, p=p, channel_wise=channel_wise, mse_step=mse_step,
+                            trained=lambda_rule == "trained")
     for name in relus:
         neuron = BurstNeuron(theta_scale * lambdas[name], gamma=gamma, reset=reset, v_init=v_init)
         set_module(gm, name, MultiStep(neuron))
     for name, windows in pools.items():
         set_module(gm, name, _spiking_pool(windows, pooling))
     gm.recompile()
-    units = value_units(gm, inputs[0][:1])
+    units = value_units(gm, recording.inputs[:1])
     _set_pool_units(gm, units)
     snn = SpikingNetwork(gm)
     if bias_correction:
-        correct_bias(snn, {name: mean.mean for name, mean in preactivations.items()}, torch.cat(inputs), units)
+        correct_bias(snn, recording.input_means, recording.inputs, units)
     return snn
-
-
-def _recorded(calib_loader: Iterable, inputs: list[torch.Tensor]) -> Iterator:
-    """The batches of ``calib_loader``; appends each one's inputs to ``inputs``."""
-    for batch in calib_loader:
-        inputs.append(batch_inputs(batch))
-        yield batch
 
 
 def _spiking_pool(windows: Windows, kind: str) -> nn.Module:
