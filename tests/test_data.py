@@ -18,6 +18,7 @@ from datafiles import idx_bytes, make_cifar_dataset, make_idx_dataset, make_imag
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 FASHION = Path("/usr/share/datasets/fashion-mnist")
+PIPELINES = ["batched", "per_sample"]
 
 
 def module(name: str, root: Path, **overrides) -> ImageDataModule:
@@ -30,8 +31,9 @@ def module(name: str, root: Path, **overrides) -> ImageDataModule:
     return dm
 
 
-def check_batch(loader, channels: int, classes: int, batch: int) -> None:
-    x, y = next(iter(loader))
+def check_batch(dm: ImageDataModule, loader, channels: int, classes: int, batch: int) -> None:
+    """The loader's first batch as the network gets it (after the data module's on-device step)."""
+    x, y = dm.on_after_batch_transfer(next(iter(loader)), 0)
     assert x.shape == (batch, channels, 32, 32) and x.dtype == torch.float32
     assert y.shape == (batch,) and y.dtype == torch.int64
     assert 0 <= int(y.min()) and int(y.max()) < classes
@@ -49,17 +51,18 @@ def test_yaml_keys_and_sizes(name: str) -> None:
     assert (dm.in_channels, dm.num_classes) == (cfg.in_channels, cfg.num_classes)
 
 
+@pytest.mark.parametrize("pipeline", PIPELINES)
 @pytest.mark.parametrize("gz", [True, False])
 @pytest.mark.parametrize("name", ["fashion_mnist", "mnist"])
-def test_idx_flat_layout(tmp_path: Path, name: str, gz: bool) -> None:
+def test_idx_flat_layout(tmp_path: Path, name: str, gz: bool, pipeline: str) -> None:
     make_idx_dataset(tmp_path, n_train=40, n_test=12, gz=gz)
-    dm = module(name, tmp_path, val_size=10)
+    dm = module(name, tmp_path, val_size=10, pipeline=pipeline)
     assert (dm.in_channels, dm.num_classes) == (1, 10)
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set), len(dm.calib_set)) == (30, 10, 12, 30)
-    check_batch(dm.train_dataloader(), 1, 10, 8)
-    check_batch(dm.val_dataloader(), 1, 10, 10)
-    check_batch(dm.test_dataloader(), 1, 10, 12)
-    check_batch(dm.calib_dataloader(), 1, 10, 8)
+    check_batch(dm, dm.train_dataloader(), 1, 10, 8)
+    check_batch(dm, dm.val_dataloader(), 1, 10, 10)
+    check_batch(dm, dm.test_dataloader(), 1, 10, 12)
+    check_batch(dm, dm.calib_dataloader(), 1, 10, 8)
 
 
 def test_idx_padding_keeps_pixels_exact(tmp_path: Path) -> None:
@@ -131,13 +134,22 @@ def test_test_set_shards_hold_every_image_once(tmp_path: Path, world_size: int) 
     assert list(dm.test_dataloader().sampler) == list(range(7))  # one process: the whole set
 
 
-def test_eval_deterministic_train_augmented(tmp_path: Path) -> None:
+def augmented_views(dm: ImageDataModule, index: int, n: int) -> list[torch.Tensor]:
+    """``n`` training views of image ``index`` as the network gets them."""
+    if dm.pipeline == "per_sample":
+        return [dm.train_set[index][0] for _ in range(n)]
+    images, _ = dm.on_after_batch_transfer(dm.train_set.__getitems__([index] * n), 0)
+    return list(images)
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_eval_deterministic_train_augmented(tmp_path: Path, pipeline: str) -> None:
     make_idx_dataset(tmp_path, n_train=30, n_test=5)
-    dm = module("fashion_mnist", tmp_path, val_size=5)
+    dm = module("fashion_mnist", tmp_path, val_size=5, pipeline=pipeline)
     assert torch.equal(dm.test_set[0][0], dm.test_set[0][0])
     assert torch.equal(dm.val_set[0][0], dm.val_set[0][0])
     torch.manual_seed(0)
-    views = torch.stack([dm.train_set[0][0] for _ in range(8)])
+    views = torch.stack(augmented_views(dm, 0, 8))
     assert not all(torch.equal(views[0], v) for v in views[1:])
     x1, y1 = next(iter(dm.calib_dataloader()))
     x2, y2 = next(iter(dm.calib_dataloader()))
@@ -157,16 +169,17 @@ def shifts(image: torch.Tensor, pad: int, background: float) -> list[torch.Tenso
     return out
 
 
+@pytest.mark.parametrize("pipeline", PIPELINES)
 @pytest.mark.parametrize("pad", [0, 2])
-def test_crop_padding_bounds_the_random_shifts(tmp_path: Path, pad: int) -> None:
+def test_crop_padding_bounds_the_random_shifts(tmp_path: Path, pad: int, pipeline: str) -> None:
     make_idx_dataset(tmp_path, n_train=30, n_test=5)
-    dm = module("mnist", tmp_path, val_size=5, crop_padding=pad)  # MNIST: no flips
+    dm = module("mnist", tmp_path, val_size=5, crop_padding=pad, pipeline=pipeline)  # MNIST: no flips
     index = 0
     plain = dm.calib_set[index][0]  # the same image without augmentation
     background = (0 - SPECS["mnist"].mean[0]) / SPECS["mnist"].std[0]
     allowed = shifts(plain, pad, background)
     torch.manual_seed(0)
-    views = [dm.train_set[index][0] for _ in range(30)]
+    views = augmented_views(dm, index, 30)
     assert all(any(torch.allclose(v, a) for a in allowed) for v in views)
     if pad:
         assert any(not torch.allclose(v, plain) for v in views)
@@ -174,15 +187,16 @@ def test_crop_padding_bounds_the_random_shifts(tmp_path: Path, pad: int) -> None
         assert all(torch.allclose(v, plain) for v in views)
 
 
+@pytest.mark.parametrize("pipeline", PIPELINES)
 @pytest.mark.parametrize("kind,classes", [("cifar10", 10), ("cifar100", 100)])
-def test_cifar(tmp_path: Path, kind: str, classes: int) -> None:
+def test_cifar(tmp_path: Path, kind: str, classes: int, pipeline: str) -> None:
     make_cifar_dataset(tmp_path, kind, n_train=23, n_test=9)
-    dm = module(kind, tmp_path, val_size=3, autoaugment=True, cutout=True)
+    dm = module(kind, tmp_path, val_size=3, autoaugment=pipeline == "per_sample", cutout=True, pipeline=pipeline)
     assert (dm.in_channels, dm.num_classes) == (3, classes)
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (20, 3, 9)
-    check_batch(dm.train_dataloader(), 3, classes, 8)
-    check_batch(dm.test_dataloader(), 3, classes, 9)
-    x, _ = dm.train_set[0]
+    check_batch(dm, dm.train_dataloader(), 3, classes, 8)
+    check_batch(dm, dm.test_dataloader(), 3, classes, 9)
+    x = augmented_views(dm, 0, 1)[0]
     assert (x == 0).sum() >= 3 * 16 * 16  # the cutout square (zero after normalisation)
 
 
@@ -203,8 +217,8 @@ def test_imagenet_folder(tmp_path: Path) -> None:
     make_imagefolder(tmp_path, classes=3, n_per_class=4, size=(40, 48))
     dm = module("imagenet", tmp_path, num_classes=3, val_size=2)
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (10, 2, 12)
-    check_batch(dm.train_dataloader(), 3, 3, 8)
-    check_batch(dm.test_dataloader(), 3, 3, 12)
+    check_batch(dm, dm.train_dataloader(), 3, 3, 8)
+    check_batch(dm, dm.test_dataloader(), 3, 3, 12)
     with pytest.raises(DatasetError, match="3 class folders but num_classes=1000"):
         module("imagenet", tmp_path, val_size=2)
 
@@ -249,7 +263,13 @@ def test_bad_config_values(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="num_classes=100"):
         ImageDataModule(name="cifar10", num_classes=100)
     with pytest.raises(ValueError, match="cannot be downloaded"):
-        ImageDataModule(name="imagenet", download=True)
+        ImageDataModule(name="imagenet", download=True, pipeline="per_sample")
+    with pytest.raises(DatasetError, match="for imagenet set data.pipeline=per_sample"):
+        ImageDataModule(name="imagenet")
+    with pytest.raises(DatasetError, match="data.autoaugment=true draws per image: set data.pipeline=per_sample"):
+        ImageDataModule(name="cifar10", autoaugment=True)
+    with pytest.raises(ValueError, match="data.pipeline='gpu' is not allowed"):
+        ImageDataModule(pipeline="gpu")
 
 
 def _corrupt(root: Path, name: str, data: bytes) -> None:
@@ -300,7 +320,7 @@ def test_corrupt_cifar(tmp_path: Path) -> None:
 def test_real_fashion_mnist() -> None:
     dm = module("fashion_mnist", FASHION, val_size=5000)
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (55000, 5000, 10000)
-    labels = dm.test_set.base.tensors[1]
+    labels = torch.cat([y for _, y in dm.test_dataloader()])
     assert torch.equal(torch.bincount(labels), torch.full((10,), 1000))
-    check_batch(dm.train_dataloader(), 1, 10, 8)
-    check_batch(dm.test_dataloader(), 1, 10, 16)
+    check_batch(dm, dm.train_dataloader(), 1, 10, 8)
+    check_batch(dm, dm.test_dataloader(), 1, 10, 16)

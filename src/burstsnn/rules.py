@@ -117,6 +117,8 @@ RULES: dict[str, Rule] = {
     "data.limit_train_samples": _OPTIONAL_INT_1,
     "data.limit_test_samples": _OPTIONAL_INT_1,
     "data.eval_split": Rule("test or val (the held-out training images)", _one_of(("test", "val"))),
+    "data.pipeline": Rule("batched (one uint8 tensor, batches augmented on the training device) or per_sample "
+                          "(torchvision transforms per image, in the loader)", _one_of(("batched", "per_sample"))),
     # model
     "model.width": _POSITIVE,
     "model.classifier_hidden": Rule("an integer ≥ 0 (0 = one Linear, the paper's)", _int_at_least(0)),

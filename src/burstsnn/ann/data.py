@@ -19,7 +19,10 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 from torchvision import datasets as tvd
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
+from burstsnn.ann.augment import augment as augment_batch
+from burstsnn.ann.augment import normalise
 from burstsnn.ann.datasets import (
     find_cifar_dir,
     find_idx_dir,
@@ -138,6 +141,49 @@ class _Transformed(Dataset):
         return self.transform(image), label
 
 
+class _Batched(Dataset):
+    """The images ``indices`` of one uint8 tensor ``[N, C, S, S]`` (already at the network's
+    size), fetched a batch at a time: ``__getitems__`` gives ``(images [B, C, S, S], labels [B])``,
+    the images normalised float32 (``augment`` False), or uint8 for the training device to
+    augment (``ImageDataModule.on_after_batch_transfer``)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor, spec: DatasetSpec,
+                 augment: bool) -> None:
+        self.images, self.labels, self.rows = images, labels, indices
+        self.indices = indices.tolist()  # as _Transformed's
+        self.spec, self.augment = spec, augment
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = self.__getitems__([i])
+        return images[0], labels[0]
+
+    def __getitems__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.rows[positions]
+        images = self.images[rows]
+        return (images if self.augment else normalise(images, self.spec.mean, self.spec.std)), self.labels[rows]
+
+
+def _as_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The DataLoader's collate function for ``_Batched``: its batch is already one."""
+    return batch
+
+
+def _at_size(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 ``[N, C, s, s]`` -> ``[N, C, size, size]`` as ``build_transform`` makes each image:
+    smaller ones zero-padded, larger ones resized (antialiased) and center-cropped."""
+    source = images.shape[-1]
+    if source < size:
+        before = (size - source) // 2
+        after = size - source - before
+        return TF.pad(images, [before, before, after, after])
+    if source > size:
+        return TF.center_crop(TF.resize(images, size, antialias=True), size)
+    return images
+
+
 # With data.limit_train_samples, at most this fraction (1/n) of those images is held out.
 VAL_SHARE_OF_LIMIT = 10
 log = logging.getLogger(__name__)
@@ -177,6 +223,7 @@ class ImageDataModule(pl.LightningDataModule):
         limit_train_samples: int | None = None,
         limit_test_samples: int | None = None,
         eval_split: str = "test",
+        pipeline: str = "batched",
     ) -> None:
         super().__init__()
         self.spec = SPECS[check_choice("data.name", name, SPECS)]
@@ -200,6 +247,12 @@ class ImageDataModule(pl.LightningDataModule):
         self.crop_padding = crop_padding
         self.limit_train_samples, self.limit_test_samples = limit_train_samples, limit_test_samples
         self.eval_split = check("data.eval_split", eval_split)
+        self.pipeline = check("data.pipeline", pipeline)
+        if pipeline == "batched" and name == "imagenet":
+            raise DatasetError("data.pipeline=batched holds the whole image set in memory as one tensor: "
+                               "for imagenet set data.pipeline=per_sample")
+        if pipeline == "batched" and autoaugment:
+            raise DatasetError("data.autoaugment=true draws per image: set data.pipeline=per_sample with it")
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -272,10 +325,20 @@ class ImageDataModule(pl.LightningDataModule):
         gen = torch.Generator().manual_seed(self.split_seed)
         perm = torch.randperm(n, generator=gen)
         val_idx, train_idx = perm[: self.val_size].sort().values, perm[self.val_size :].sort().values
+        if self.eval_split == "val" and self.val_size == 0:
+            raise DatasetError("data.eval_split=val needs held-out images: set data.val_size > 0")
         n_test = len(test_base)
         if self.limit_test_samples is not None:
             n_test = min(n_test, self.limit_test_samples)
 
+        if self.pipeline == "batched":
+            self._batched_sets(train_base, test_base, train_idx, val_idx, n_test)
+        else:
+            self._per_sample_sets(train_base, test_base, train_hw, test_hw, train_idx, val_idx, n_test)
+
+    def _per_sample_sets(self, train_base: Dataset, test_base: Dataset, train_hw: int | None,
+                         test_hw: int | None, train_idx: torch.Tensor, val_idx: torch.Tensor, n_test: int) -> None:
+        """The four splits as data sets of images transformed one at a time (``build_transform``)."""
         s, opts = self.image_size, (self.augment, self.autoaugment, self.cutout, self.crop_padding)
         train_tf = build_transform(self.spec, s, train_hw, True, *opts)
         eval_tf = build_transform(self.spec, s, train_hw, False)
@@ -283,12 +346,35 @@ class ImageDataModule(pl.LightningDataModule):
         self.val_set = _Transformed(train_base, val_idx, eval_tf)
         self.calib_set = _Transformed(train_base, train_idx, eval_tf)
         if self.eval_split == "val":
-            if self.val_size == 0:
-                raise DatasetError("data.eval_split=val needs held-out images: set data.val_size > 0")
             self.test_set = _Transformed(train_base, val_idx[: self.limit_test_samples], eval_tf)
         else:
             test_tf = build_transform(self.spec, s, test_hw, False)
             self.test_set = _Transformed(test_base, torch.arange(n_test), test_tf)
+
+    def _batched_sets(self, train_base: TensorDataset, test_base: TensorDataset, train_idx: torch.Tensor,
+                      val_idx: torch.Tensor, n_test: int) -> None:
+        """The four splits as batches cut from one uint8 tensor per file (``_Batched``)."""
+        (train_images, train_labels), (test_images, test_labels) = train_base.tensors, test_base.tensors
+        train_images = _at_size(train_images, self.image_size)
+        self.train_set = _Batched(train_images, train_labels, train_idx, self.spec, augment=True)
+        self.val_set = _Batched(train_images, train_labels, val_idx, self.spec, augment=False)
+        self.calib_set = _Batched(train_images, train_labels, train_idx, self.spec, augment=False)
+        if self.eval_split == "val":
+            self.test_set = _Batched(train_images, train_labels, val_idx[: self.limit_test_samples], self.spec,
+                                     augment=False)
+        else:
+            self.test_set = _Batched(_at_size(test_images, self.image_size), test_labels, torch.arange(n_test),
+                                     self.spec, augment=False)
+
+    def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int) -> tuple:
+        """A training batch of ``pipeline="batched"`` (uint8, on the training device now) is
+        augmented and normalised here, all its images at once (``burstsnn.ann.augment``)."""
+        images, labels = batch
+        if images.dtype == torch.uint8:
+            images = augment_batch(images, self.spec.mean, self.spec.std,
+                                   crop_padding=self.crop_padding if self.augment else 0,
+                                   hflip=self.augment and self.spec.hflip, with_cutout=self.cutout)
+        return images, labels
 
     # -- loaders -----------------------------------------------------------------
     def _loader(
@@ -306,6 +392,7 @@ class ImageDataModule(pl.LightningDataModule):
             generator=gen,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            collate_fn=_as_batch if isinstance(ds, _Batched) else None,
         )
 
     def train_dataloader(self) -> DataLoader:

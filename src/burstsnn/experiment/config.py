@@ -63,6 +63,7 @@ class DataConfig(_Checked):
     limit_train_samples: Optional[int] = None
     limit_test_samples: Optional[int] = None
     eval_split: str = "test"
+    pipeline: str = "batched"
 
 
 @dataclass
