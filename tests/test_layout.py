@@ -23,7 +23,8 @@ MAY_IMPORT = {
     "measure": {"snn", "conversion"},
     "experiment": {"ann", "snn", "conversion", "measure", "face"},
     "report": {"measure"},
-    "bench": {"ann", "snn", "conversion"},
+    "bench": {"ann", "snn", "conversion", "bench_job"},
+    "bench_job": {"ann", "conversion", "experiment"},
     "face": {"conversion", "measure"},  # burstsnn/__init__.py re-exports the public API
 }
 

@@ -12,7 +12,7 @@ from conftest import SmallCNN, ready
 
 def counted(monkeypatch) -> list[int]:
     """Counts the ANN passes of ``record`` (calls of its forward hook on the first layer)."""
-    monkeypatch.setattr(recording, "_last", None)  # nothing kept from an earlier test
+    recording.forget()  # nothing kept from an earlier test
     calls = [0]
     original = recording._Hook.__call__
 
@@ -35,7 +35,7 @@ def test_a_second_conversion_with_other_knobs_reuses_the_recording(monkeypatch):
                      bias_correction=True, v_init=0.5)
     assert calls[0] == passes  # no ANN pass this time
     # ... and the recording it reused is the one a fresh pass would give.
-    monkeypatch.setattr(recording, "_last", None)
+    recording.forget()
     fresh = convert(ann, [(x, None)], gamma=5, theta_scale="1/gamma", lambda_rule="mse", channel_wise=True,
                     bias_correction=True, v_init=0.5)
     assert calls[0] == 2 * passes

@@ -99,17 +99,19 @@ def synchronize(device: torch.device) -> None:
 
 def seconds_in_turns(runs: Sequence[Callable[[], object]], repeats: int, device: torch.device) -> list[list[float]]:
     """Wall times ``[run][repeat]``: each run called once to warm up, then all of them in
-    turns, ``repeats`` times."""
+    turns, ``repeats`` times, each turn starting one run later (so that no run always follows
+    the same one: a run after one that freed much memory pays for it)."""
     for run in runs:
         run()
     times: list[list[float]] = [[] for _ in runs]
-    for _ in range(repeats):
-        for run, run_times in zip(runs, times):
+    for turn in range(repeats):
+        for i in range(len(runs)):
+            k = (i + turn) % len(runs)
             synchronize(device)
             start = time.perf_counter()
-            run()
+            runs[k]()
             synchronize(device)
-            run_times.append(time.perf_counter() - start)
+            times[k].append(time.perf_counter() - start)
     return times
 
 
@@ -259,8 +261,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--chunk", type=int, default=8, help="chunk of the 'chunked' mode")
+    parser.add_argument("--job", action="store_true",
+                        help="also time the rest of a job: training step vs bare step, lowlatency calibration "
+                             "vs its simulation (burstsnn.bench_job; needs the data set of conf/)")
+    parser.add_argument("--steps", type=int, default=30, help="--job: training steps timed per pipeline")
+    parser.add_argument("--images", type=int, default=2000, help="--job: test images the simulation runs")
     args = parser.parse_args(argv)
-    for name in ("T", "batch", "repeats", "chunk"):
+    for name in ("T", "batch", "repeats", "chunk", "steps", "images"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -286,6 +293,15 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
             console.print(line)
     else:
         console.print("SpikingJelly: skipped (not installed; `pip install -e .[bench]` adds it)")
+    if args.job:
+        from burstsnn import bench_job
+
+        for model in args.model:
+            overrides = [f"model={model}", f"model.width={args.width}"]
+            job_rows = bench_job.training_rows(overrides, args.steps)
+            job_rows += bench_job.calibration_rows(overrides, args.images, args.repeats)
+            console.print(bench_job.table(job_rows, f"The rest of a job: {model} w{args.width:g} "
+                                                    f"({torch.get_num_threads()} CPU threads)"))
     return rows
 
 

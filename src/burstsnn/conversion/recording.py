@@ -37,6 +37,12 @@ class Recording:
 _last: tuple[str, Recording] | None = None
 
 
+def forget() -> None:
+    """Drop the kept recording: the next conversion records again."""
+    global _last
+    _last = None
+
+
 def batch_inputs(batch: object) -> Tensor:
     """The inputs of a calibration batch: ``(inputs, targets)`` or bare inputs."""
     return batch[0] if isinstance(batch, (tuple, list)) else batch
