@@ -56,3 +56,30 @@ def test_bench_module_runs():
 def test_bench_rejects_bad_arguments(argv):
     with pytest.raises(SystemExit):
         bench.parse_args(argv)
+
+
+def test_the_rest_of_a_job_is_timed_against_its_floor(tiny_idx_root, tmp_path):
+    """bench --job's parts on tiny data: a training row per data.pipeline against the same bare
+    step, and the lowlatency calibration (new ANN, then reused) against its T = 2 simulation."""
+    from burstsnn import bench_job
+
+    overrides = [f"data.root={tiny_idx_root}", "data.batch_size=16", "data.eval_batch_size=16", "data.val_size=16",
+                 "model.width=0.0625", f"cache_dir={tmp_path}"]
+    rows = bench_job.training_rows(overrides, steps=2, warmup=1)
+    assert [r.what for r in rows] == ["data.pipeline=batched", "data.pipeline=per_sample"]
+    assert len({r.floor_seconds for r in rows}) == 1
+    rows += bench_job.calibration_rows(overrides, images=32, repeats=1)
+    assert [r.part for r in rows[2:]] == ["calibration", "calibration"]
+    assert rows[2].floor == rows[3].floor == "simulation, T=2, 32 images"
+    for r in rows:
+        assert r.seconds > 0 and r.floor_seconds > 0 and r.ratio == r.seconds / r.floor_seconds
+    out = str(bench_job.table(rows, "t").columns[5]._cells)
+    assert f"{rows[0].ratio:.2f}" in out
+
+
+def test_each_turn_starts_one_run_later():
+    calls = []
+    runs = [lambda k=k: calls.append(k) for k in range(3)]
+    times = bench.seconds_in_turns(runs, repeats=3, device=torch.device("cpu"))
+    assert calls == [0, 1, 2, 0, 1, 2, 1, 2, 0, 2, 0, 1]  # warm-up, then turns rotated
+    assert [len(t) for t in times] == [3, 3, 3]
