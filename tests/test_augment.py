@@ -116,3 +116,22 @@ def test_a_training_batch_is_the_per_image_transform_for_the_same_draws(tmp_path
     base = dm.train_set
     expected = torch.stack([plain(base.images[i][:, 2:30, 2:30]) for i in base.indices[:8]])
     assert torch.equal(images, expected) and labels.dtype == torch.int64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_same_draws_give_the_same_batch_on_cuda():
+    """data.pipeline=batched augments on the training device: on a GPU the same draws give the
+    same images as on the CPU."""
+    from burstsnn.ann.augment import normalise
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=g)
+    offsets, which = torch.randint(0, 9, (16, 2), generator=g), torch.rand(16, generator=g) < 0.5
+    corners = torch.randint(0, 17, (16, 2), generator=g)
+    spec = SPECS["cifar10"]
+
+    def run(device: str) -> torch.Tensor:
+        moved = flip(shift(images.to(device), 4, offsets.to(device)), which.to(device))
+        return cutout(normalise(moved, spec.mean, spec.std), corners.to(device)).cpu()
+
+    assert torch.equal(run("cpu"), run("cuda"))

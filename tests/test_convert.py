@@ -396,7 +396,7 @@ def test_mse_lambda_is_the_candidate_a_brute_force_search_picks(gamma, theta_sca
         quantised = theta * torch.clamp(torch.floor(acts / theta + v_init), 0, gamma)
         errors.append((quantised - acts).square().mean(1))
     best = torch.stack(errors, 1).argmin(1)  # first of the smallest
-    expected = top.squeeze(1) * (best + 1) / 100
+    expected = top.squeeze(1) * ((best + 1).double() / 100)
     assert torch.equal(mse_lambda(acts, FirstStep(gamma, theta_scale, v_init)), expected)
 
 

@@ -81,7 +81,7 @@ def mse_lambda(acts: Tensor, step: FirstStep) -> Tensor:
     zero = a.new_zeros(rows, 1)
     sums = torch.cat([zero, a.cumsum(1)], 1)  # [R, n + 1]: sums[:, i] = Σ of the i smallest
     squares = torch.cat([zero, a.square().cumsum(1)], 1)
-    lam = top * torch.arange(1, MSE_CANDIDATES + 1, dtype=torch.float64) / MSE_CANDIDATES  # [R, K]
+    lam = top * (torch.arange(1, MSE_CANDIDATES + 1, dtype=torch.float64) / MSE_CANDIDATES)  # [R, K]: max·(k/K)
     theta = step.theta_scale * lam
     levels = torch.arange(step.gamma + 1, dtype=torch.float64)  # [Γ + 1]
     # How many activations lie below level j's lower edge, j = 1..Γ; level 0 starts at 0, Γ ends at n.
