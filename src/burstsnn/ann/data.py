@@ -1,8 +1,10 @@
 """LightningDataModule for the image data sets, offline first.
 
 ``ImageDataModule(**cfg.data)`` reads the files under ``root`` and never touches the network unless
-``download=True``. Every image comes out as ``[C, image_size, image_size]`` float32,
-normalised with the data set's mean/std; labels are int64.
+``download=True``. Every image reaches the network as ``[C, image_size, image_size]`` float32,
+normalised with the data set's mean/std; labels are int64. With ``pipeline="batched"`` the
+training loader yields uint8 batches, augmented and normalised on the training device by
+``on_after_batch_transfer``; every other loader yields the normalised images themselves.
 """
 
 from __future__ import annotations
