@@ -21,10 +21,9 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 from torchvision import datasets as tvd
 from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
 
 from burstsnn.ann.augment import augment as augment_batch
-from burstsnn.ann.augment import normalise
+from burstsnn.ann.batched import BatchedImages, as_batch, at_size
 from burstsnn.ann.datasets import (
     find_cifar_dir,
     find_idx_dir,
@@ -141,49 +140,6 @@ class _Transformed(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, Any]:
         image, label = self.base[self.indices[i]]
         return self.transform(image), label
-
-
-class _Batched(Dataset):
-    """The images ``indices`` of one uint8 tensor ``[N, C, S, S]`` (already at the network's
-    size), fetched a batch at a time: ``__getitems__`` gives ``(images [B, C, S, S], labels [B])``,
-    the images normalised float32 (``augment`` False), or uint8 for the training device to
-    augment (``ImageDataModule.on_after_batch_transfer``)."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor, spec: DatasetSpec,
-                 augment: bool) -> None:
-        self.images, self.labels, self.rows = images, labels, indices
-        self.indices = indices.tolist()  # as _Transformed's
-        self.spec, self.augment = spec, augment
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = self.__getitems__([i])
-        return images[0], labels[0]
-
-    def __getitems__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = self.rows[positions]
-        images = self.images[rows]
-        return (images if self.augment else normalise(images, self.spec.mean, self.spec.std)), self.labels[rows]
-
-
-def _as_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The DataLoader's collate function for ``_Batched``: its batch is already one."""
-    return batch
-
-
-def _at_size(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 ``[N, C, s, s]`` -> ``[N, C, size, size]`` as ``build_transform`` makes each image:
-    smaller ones zero-padded, larger ones resized (antialiased) and center-cropped."""
-    source = images.shape[-1]
-    if source < size:
-        before = (size - source) // 2
-        after = size - source - before
-        return TF.pad(images, [before, before, after, after])
-    if source > size:
-        return TF.center_crop(TF.resize(images, size, antialias=True), size)
-    return images
 
 
 # With data.limit_train_samples, at most this fraction (1/n) of those images is held out.
@@ -355,18 +311,19 @@ class ImageDataModule(pl.LightningDataModule):
 
     def _batched_sets(self, train_base: TensorDataset, test_base: TensorDataset, train_idx: torch.Tensor,
                       val_idx: torch.Tensor, n_test: int) -> None:
-        """The four splits as batches cut from one uint8 tensor per file (``_Batched``)."""
+        """The four splits as batches cut from one uint8 tensor per file (``BatchedImages``)."""
         (train_images, train_labels), (test_images, test_labels) = train_base.tensors, test_base.tensors
-        train_images = _at_size(train_images, self.image_size)
-        self.train_set = _Batched(train_images, train_labels, train_idx, self.spec, augment=True)
-        self.val_set = _Batched(train_images, train_labels, val_idx, self.spec, augment=False)
-        self.calib_set = _Batched(train_images, train_labels, train_idx, self.spec, augment=False)
+        train_images = at_size(train_images, self.image_size)
+        stats = self.spec.mean, self.spec.std
+        self.train_set = BatchedImages(train_images, train_labels, train_idx, *stats, augment=True)
+        self.val_set = BatchedImages(train_images, train_labels, val_idx, *stats, augment=False)
+        self.calib_set = BatchedImages(train_images, train_labels, train_idx, *stats, augment=False)
         if self.eval_split == "val":
-            self.test_set = _Batched(train_images, train_labels, val_idx[: self.limit_test_samples], self.spec,
-                                     augment=False)
+            self.test_set = BatchedImages(train_images, train_labels, val_idx[: self.limit_test_samples], *stats,
+                                          augment=False)
         else:
-            self.test_set = _Batched(_at_size(test_images, self.image_size), test_labels, torch.arange(n_test),
-                                     self.spec, augment=False)
+            self.test_set = BatchedImages(at_size(test_images, self.image_size), test_labels, torch.arange(n_test),
+                                          *stats, augment=False)
 
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int) -> tuple:
         """A training batch of ``pipeline="batched"`` (uint8, on the training device now) is
@@ -394,7 +351,7 @@ class ImageDataModule(pl.LightningDataModule):
             generator=gen,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            collate_fn=_as_batch if isinstance(ds, _Batched) else None,
+            collate_fn=as_batch if isinstance(ds, BatchedImages) else None,
         )
 
     def train_dataloader(self) -> DataLoader:
