@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         for line in spikingjelly_summary(rows):
             console.print(line)
     else:
-        console.print("SpikingJelly: skipped (not installed; `pip install -e .[bench]` adds it)")
+        console.print("SpikingJelly: skipped (not installed; `pip install -e .[bench]` adds it)", markup=False)
     if args.job:
         from burstsnn import bench_job
 
