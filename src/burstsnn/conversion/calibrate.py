@@ -47,16 +47,13 @@ MSE_TIE = 1e-9  # errors closer than this (relative to the row's mean square) ar
 
 @dataclass(frozen=True)
 class FirstStep:
-    """A burst neuron's first step as a quantiser of its input a: θ·clamp(⌊a/θ + v_init⌋, 0, Γ)
-    with θ = theta_scale·λ (V(0) = v_init·θ, soft or hard reset alike)."""
+    """The knobs of a burst neuron's first step, a quantiser of its input a:
+    θ·clamp(⌊a/θ + v_init⌋, 0, Γ) with θ = theta_scale·λ (V(0) = v_init·θ, soft or hard reset
+    alike); ``mse_lambda`` scores λ by it."""
 
     gamma: int
     theta_scale: float
     v_init: float
-
-    def __call__(self, a: Tensor, lam: Tensor) -> Tensor:
-        theta = self.theta_scale * lam
-        return theta * torch.clamp(torch.floor(a / theta + self.v_init), 0, self.gamma)
 
 
 def mse_lambda(acts: Tensor, step: FirstStep) -> Tensor:
