@@ -18,6 +18,7 @@ kernels are compiled before anything is timed.
 from __future__ import annotations
 
 import copy
+import itertools
 import statistics
 import time
 import warnings
@@ -129,9 +130,10 @@ def _calibration_rows(overrides: Sequence[str], images: int, repeats: int) -> li
     data = ImageDataModule(**cfg.data)
     data.setup()
     ann = build_ann(OmegaConf.to_container(cfg.model, resolve=True)).eval()
-    with torch.no_grad():  # BN statistics of real images, as a trained network has
+    with torch.no_grad():  # BN running statistics moved toward those of real images
         ann.train()
-        ann(next(iter(data.calib_dataloader()))[0])
+        for x, _ in itertools.islice(data.calib_dataloader(), 3):
+            ann(x)
         ann.eval()
     batches = []
     for x, _ in data.test_dataloader():
