@@ -28,11 +28,11 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
 
+from burstsnn.ann.classifier import ANNClassifier
 from burstsnn.ann.data import ImageDataModule
 from burstsnn.ann.models import build_ann
 from burstsnn.conversion import convert, recording
@@ -95,18 +95,16 @@ def training_rows(overrides: Sequence[str], steps: int, warmup: int = 5) -> list
     return rows
 
 
-def _bare_step_seconds(module: pl.LightningModule, data: ImageDataModule, steps: int, warmup: int) -> float:
+def _bare_step_seconds(module: ANNClassifier, data: ImageDataModule, steps: int, warmup: int) -> float:
     """Median time of forward + loss + backward + SGD step on one resident, augmented batch."""
     x, y = data.on_after_batch_transfer(next(iter(data.train_dataloader())), 0)
     x = x.contiguous(memory_format=torch.channels_last)
-    hp = module.hparams
-    optimizer = torch.optim.SGD(module.model.parameters(), lr=hp.lr, momentum=hp.momentum,
-                                weight_decay=hp.weight_decay)
+    optimizer = module.optimizer()
     module.train()
     times = []
     for _ in range(warmup + steps):
         start = time.perf_counter()
-        loss = F.cross_entropy(module(x), y, label_smoothing=hp.label_smoothing)
+        loss = module.loss(module(x), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -123,9 +121,7 @@ def calibration_rows(overrides: Sequence[str], images: int, repeats: int) -> lis
 
 def _calibration_rows(overrides: Sequence[str], images: int, repeats: int) -> list[JobRow]:
     cfg = job_config([*overrides, "method=lowlatency", "logger=none"])
-    settings = conversion_settings(cfg)
-    knobs = {k: getattr(settings, k) for k in ("p", "gamma", "pooling", "reset", "v_init", "theta_scale",
-                                               "channel_wise", "calib_batches", "lambda_rule", "bias_correction")}
+    knobs = conversion_settings(cfg).convert_kwargs
     pl.seed_everything(cfg.seed)
     data = ImageDataModule(**cfg.data)
     data.setup()

@@ -38,10 +38,19 @@ class ANNClassifier(pl.LightningModule):
         """x: [B, C, H, W] -> logits [B, classes]."""
         return self.model(x.contiguous(memory_format=torch.channels_last))
 
+    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        """The recipe's loss: cross-entropy with label smoothing; logits [B, classes], y [B]."""
+        return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+
+    def optimizer(self) -> torch.optim.SGD:
+        """The recipe's optimiser over the model's parameters: SGD, momentum, weight decay."""
+        return torch.optim.SGD(self.model.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum,
+                               weight_decay=self.hparams.weight_decay)
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        loss = self.loss(logits, y)
         self.train_acc(logits, y)
         self.log("ann/train_loss", loss, prog_bar=True)
         self.log("ann/train_acc", self.train_acc, on_step=False, on_epoch=True)
@@ -61,12 +70,7 @@ class ANNClassifier(pl.LightningModule):
         self.log("ann/test_acc", self.test_acc)
 
     def configure_optimizers(self) -> dict:
-        optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=self.hparams.lr,
-            momentum=self.hparams.momentum,
-            weight_decay=self.hparams.weight_decay,
-        )
+        optimizer = self.optimizer()
         steps = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

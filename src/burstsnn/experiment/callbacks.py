@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,11 @@ class ConversionSettings:
     chunk: int | None = None
     lambda_rule: str = "percentile"  # or "mse" (see burstsnn.conversion.convert.convert)
     bias_correction: bool = False  # see burstsnn.conversion.convert.convert
+
+    @property
+    def convert_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``convert`` (all but the simulation's T and chunk)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("T", "chunk")}
 
 
 class ConversionCallback(pl.Callback):
@@ -67,12 +73,7 @@ class ConversionCallback(pl.Callback):
         """Calibrate on training batches, convert, simulate the test set; returns the results."""
         s = self.settings
         started = time.perf_counter()
-        snn = convert(  # on ann's device; ann is not modified
-            ann, data.calib_dataloader(), p=s.p, gamma=s.gamma, pooling=s.pooling,
-            reset=s.reset, v_init=s.v_init, theta_scale=s.theta_scale,
-            channel_wise=s.channel_wise, calib_batches=s.calib_batches, lambda_rule=s.lambda_rule,
-            bias_correction=s.bias_correction,
-        )
+        snn = convert(ann, data.calib_dataloader(), **s.convert_kwargs)  # on ann's device; ann is not modified
         calibration_s = time.perf_counter() - started
         image_shape = (data.in_channels, data.image_size, data.image_size)  # as every image comes out
         evaluator = SNNEvaluator(snn, ann, s.T, image_shape, s.chunk)
