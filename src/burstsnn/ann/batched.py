@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import torch
 from torch.utils.data import Dataset
-from torchvision.transforms.v2 import functional as TF
 
 from burstsnn.ann.augment import normalise
 
@@ -41,16 +40,3 @@ class BatchedImages(Dataset):
 def as_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """The DataLoader's collate function for ``BatchedImages``: its batch is already one."""
     return batch
-
-
-def at_size(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 ``[N, C, s, s]`` -> ``[N, C, size, size]`` as ``build_transform`` makes each image:
-    smaller ones zero-padded, larger ones resized (antialiased) and center-cropped."""
-    source = images.shape[-1]
-    if source < size:
-        before = (size - source) // 2
-        after = size - source - before
-        return TF.pad(images, [before, before, after, after])
-    if source > size:
-        return TF.center_crop(TF.resize(images, size, antialias=True), size)
-    return images

@@ -23,7 +23,7 @@ from torchvision import datasets as tvd
 from torchvision.transforms import v2
 
 from burstsnn.ann.augment import augment as augment_batch
-from burstsnn.ann.batched import BatchedImages, as_batch, at_size
+from burstsnn.ann.batched import BatchedImages, as_batch
 from burstsnn.ann.datasets import (
     find_cifar_dir,
     find_idx_dir,
@@ -86,6 +86,21 @@ _TORCHVISION = {  # name -> (torchvision class, folder under root it downloads i
 }
 
 
+def to_size(image_size: int, source_size: int | None) -> list[Any]:
+    """The transforms that bring a ``[..., C, s, s] uint8`` tensor (or a PIL image when
+    ``source_size`` is None) to ``image_size``: smaller squares zero-padded (28 -> 32 keeps pixels
+    exact), larger or PIL ones resized and center-cropped. They work on a batch as on one image."""
+    if source_size is None:
+        return [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size), v2.PILToTensor()]
+    if source_size < image_size:
+        before = (image_size - source_size) // 2
+        after = image_size - source_size - before
+        return [v2.Pad([before, before, after, after])]
+    if source_size > image_size:
+        return [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
+    return []
+
+
 def build_transform(
     spec: DatasetSpec,
     image_size: int,
@@ -99,23 +114,14 @@ def build_transform(
     """Image transform: ``[C, s, s] uint8`` tensor (or a PIL image when
     ``source_size`` is None) -> ``[C, image_size, image_size]`` float32, normalised.
 
-    Smaller square sources are zero-padded (28 -> 32 keeps pixels exact), larger or
-    PIL ones resized and center-cropped. Training only (``train=True``):
+    First ``to_size``. Training only (``train=True``):
     ``augment`` = RandomCrop(image_size, padding=crop_padding) (shifts of up to
     ±crop_padding pixels) + horizontal flip where the data set allows it; ``autoaugment`` = AutoAugment with the CIFAR10 policy;
     ``cutout`` = one zeroed square of side image_size/2 after normalisation, done
     with ``RandomErasing`` (unlike the original Cutout, the square always lies
     fully inside the image).
     """
-    steps: list[Any] = []
-    if source_size is None:
-        steps += [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size), v2.PILToTensor()]
-    elif source_size < image_size:
-        before = (image_size - source_size) // 2
-        after = image_size - source_size - before
-        steps.append(v2.Pad([before, before, after, after]))
-    elif source_size > image_size:
-        steps += [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
+    steps = to_size(image_size, source_size)
     if train and augment:
         steps.append(v2.RandomCrop(image_size, padding=crop_padding))
         if spec.hflip:
@@ -290,7 +296,7 @@ class ImageDataModule(pl.LightningDataModule):
             n_test = min(n_test, self.limit_test_samples)
 
         if self.pipeline == "batched":
-            self._batched_sets(train_base, test_base, train_idx, val_idx, n_test)
+            self._batched_sets(train_base, test_base, train_hw, test_hw, train_idx, val_idx, n_test)
         else:
             self._per_sample_sets(train_base, test_base, train_hw, test_hw, train_idx, val_idx, n_test)
 
@@ -309,11 +315,15 @@ class ImageDataModule(pl.LightningDataModule):
             test_tf = build_transform(self.spec, s, test_hw, False)
             self.test_set = _Transformed(test_base, torch.arange(n_test), test_tf)
 
-    def _batched_sets(self, train_base: TensorDataset, test_base: TensorDataset, train_idx: torch.Tensor,
-                      val_idx: torch.Tensor, n_test: int) -> None:
-        """The four splits as batches cut from one uint8 tensor per file (``BatchedImages``)."""
+    def _batched_sets(self, train_base: TensorDataset, test_base: TensorDataset, train_hw: int, test_hw: int,
+                      train_idx: torch.Tensor, val_idx: torch.Tensor, n_test: int) -> None:
+        """The four splits as batches cut from one uint8 tensor per file (``BatchedImages``), each
+        file brought to the network's size at once (``to_size``)."""
         (train_images, train_labels), (test_images, test_labels) = train_base.tensors, test_base.tensors
-        train_images = at_size(train_images, self.image_size)
+        for step in to_size(self.image_size, train_hw):
+            train_images = step(train_images)
+        for step in to_size(self.image_size, test_hw):
+            test_images = step(test_images)
         stats = self.spec.mean, self.spec.std
         self.train_set = BatchedImages(train_images, train_labels, train_idx, *stats, augment=True)
         self.val_set = BatchedImages(train_images, train_labels, val_idx, *stats, augment=False)
@@ -322,8 +332,7 @@ class ImageDataModule(pl.LightningDataModule):
             self.test_set = BatchedImages(train_images, train_labels, val_idx[: self.limit_test_samples], *stats,
                                           augment=False)
         else:
-            self.test_set = BatchedImages(at_size(test_images, self.image_size), test_labels, torch.arange(n_test),
-                                          *stats, augment=False)
+            self.test_set = BatchedImages(test_images, test_labels, torch.arange(n_test), *stats, augment=False)
 
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int) -> tuple:
         """A training batch of ``pipeline="batched"`` (uint8, on the training device now) is
