@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, fx, nn
 
+from burstsnn.conversion.recording import channel_rows
 from burstsnn.conversion.units import Analog, Current, Unit
 from burstsnn.errors import ConversionError
 from burstsnn.graph_ops import AFFINE_MODULES
@@ -55,8 +56,7 @@ class _ShiftToTarget:
 
     def __call__(self, module: nn.Module, args: tuple) -> tuple:
         x = args[0]
-        rows = x.detach().to(torch.float64).transpose(0, 1).reshape(x.shape[1], -1)
-        shift = self.target - rows.mean(1)
+        shift = self.target - channel_rows(x.detach().to(torch.float64)).mean(1)
         self.layer.bias += shift.to(self.layer.bias.dtype)
         return (x + shift.to(x.dtype).view(1, -1, *[1] * (x.dim() - 2)), *args[1:])
 

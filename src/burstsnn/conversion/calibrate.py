@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from burstsnn.activations import QCFS
-from burstsnn.conversion.recording import Recording
+from burstsnn.conversion.recording import Recording, channel_rows
 from burstsnn.errors import ConversionError
 
 
@@ -107,7 +107,7 @@ def _layer_lambda(
     the p-th percentile, or (``mse_step`` given) the λ that ``mse_step`` quantises best."""
     if not bool(torch.isfinite(acts).all()):
         raise ConversionError(f"layer '{name}': NaN or inf in activations during calibration")
-    rows = acts.transpose(0, 1).reshape(acts.shape[1], -1) if channel_wise else acts.reshape(1, -1)
+    rows = channel_rows(acts) if channel_wise else acts.reshape(1, -1)
     if mse_step is not None:
         lam = mse_lambda(rows, mse_step)
     else:

@@ -43,6 +43,11 @@ def forget() -> None:
     _last = None
 
 
+def channel_rows(x: Tensor) -> Tensor:
+    """``[N, C, ...]`` -> ``[C, N·...]``: one row per channel."""
+    return x.transpose(0, 1).reshape(x.shape[1], -1)
+
+
 def batch_inputs(batch: object) -> Tensor:
     """The inputs of a calibration batch: ``(inputs, targets)`` or bare inputs."""
     return batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -58,8 +63,7 @@ class _Hook:
 
     def __call__(self, module: nn.Module, args: tuple, output: Tensor) -> None:
         self.outputs.append(output.detach().to("cpu", torch.float32))
-        x = args[0].detach().to(torch.float64)
-        rows = x.transpose(0, 1).reshape(x.shape[1], -1)
+        rows = channel_rows(args[0].detach().to(torch.float64))
         self.total = rows.sum(1) if self.total is None else self.total + rows.sum(1)
         self.count += rows.shape[1]
 
