@@ -1,5 +1,6 @@
 """The ANN cache: what changes the key, atomic writes, corruption, one training for parallel jobs."""
 
+import ast
 import importlib.util
 import json
 import multiprocessing
@@ -16,7 +17,7 @@ from torch import nn
 import burstsnn.ann
 from burstsnn.atomic import write_json_atomic
 from burstsnn.experiment import cache as cache_module
-from burstsnn.experiment.cache import ANN_PACKAGE, ANN_SOURCES, AnnCache, ann_key, source_digest
+from burstsnn.experiment.cache import ANN_SOURCES, PACKAGE_ROOT, AnnCache, ann_key, source_digest
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -46,26 +47,62 @@ def test_ann_settings_change_the_key(override: str) -> None:
     assert key_for(override) != key_for()
 
 
-@pytest.mark.parametrize("edited", ["models/vgg.py", "models/resnet.py", "classifier.py", "data.py", "datasets.py"])
+def copy_package(to: Path) -> Path:
+    """A copy of the burstsnn package's sources at `to`."""
+    shutil.copytree(PACKAGE_ROOT, to, ignore=shutil.ignore_patterns("__pycache__"))
+    return to
+
+
+@pytest.mark.parametrize("edited", ["ann/models/vgg.py", "ann/models/resnet.py", "ann/classifier.py",
+                                    "ann/data.py", "ann/datasets.py", "activations.py"])
 def test_editing_the_model_or_training_source_changes_the_digest(tmp_path: Path, edited: str) -> None:
-    shutil.copytree(ANN_PACKAGE, tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-    assert source_digest(tmp_path) == source_digest()
-    with (tmp_path / edited).open("a") as handle:
+    """activations.py too: QCFS (its clip, its rounding) is what a quantised ANN trains with."""
+    package = copy_package(tmp_path / "burstsnn")
+    assert source_digest(package) == source_digest()
+    with (package / edited).open("a") as handle:
         handle.write("# an edit\n")
-    assert source_digest(tmp_path) != source_digest()
+    assert source_digest(package) != source_digest()
+
+
+def hashed(package: Path) -> set[Path]:
+    return {path.resolve() for pattern in ANN_SOURCES for path in package.glob(pattern)}
+
+
+def burstsnn_imports(path: Path) -> set[str]:
+    """The burstsnn modules a source file imports (``import``/``from ... import``)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return {name for name in names if name.split(".")[0] == "burstsnn"}
+
+
+# What the ANN station imports from the rest of burstsnn without it changing any weight:
+# exceptions, config checks, atomic file writes and checksums.
+NOT_WEIGHTS = {"burstsnn.errors", "burstsnn.rules", "burstsnn.atomic"}
 
 
 def test_the_digest_covers_every_module_of_the_ann_package(tmp_path: Path) -> None:
     """The key sees the whole ANN station: every module of burstsnn.ann is hashed (a file
-    moved there or added later too), and a pattern that matches nothing is an error, not a
-    key that silently stops seeing code changes."""
+    moved there or added later too), and every burstsnn module the station imports is hashed
+    or known not to change weights (NOT_WEIGHTS; activations.py was once missed). A pattern
+    that matches nothing is an error, not a key that silently stops seeing code changes."""
     modules = {Path(importlib.util.find_spec(m.name).origin).resolve()
                for m in pkgutil.walk_packages(burstsnn.ann.__path__, "burstsnn.ann.")}
-    assert modules and modules <= {path.resolve() for path in ANN_PACKAGE.glob(ANN_SOURCES)}
-    shutil.copytree(ANN_PACKAGE, tmp_path / "ann", ignore=shutil.ignore_patterns("__pycache__"))
-    before = source_digest(tmp_path / "ann")
-    (tmp_path / "ann" / "models" / "new_net.py").write_text("# a network added later\n")
-    assert source_digest(tmp_path / "ann") != before
+    assert modules and modules <= hashed(PACKAGE_ROOT)
+    imported = set().union(*(burstsnn_imports(path) for path in modules))
+    outside = {name for name in imported if not name.startswith("burstsnn.ann")} - NOT_WEIGHTS
+    assert outside == {"burstsnn.activations"}
+    assert {Path(importlib.util.find_spec(name).origin).resolve() for name in outside} <= hashed(PACKAGE_ROOT)
+    package = copy_package(tmp_path / "burstsnn")
+    before = source_digest(package)
+    (package / "ann" / "models" / "new_net.py").write_text("# a network added later\n")
+    assert source_digest(package) != before
+    (package / "activations.py").unlink()
+    with pytest.raises(RuntimeError, match="no ANN source file matches .*activations.py"):
+        source_digest(package)
     (tmp_path / "empty").mkdir()
     with pytest.raises(RuntimeError, match="no ANN source file matches"):
         source_digest(tmp_path / "empty")

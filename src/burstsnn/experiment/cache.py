@@ -24,7 +24,6 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 import burstsnn
-import burstsnn.ann
 from burstsnn.ann.checkpoint import cpu_state_dict
 from burstsnn.atomic import sha256_of, write_atomic, write_json_atomic
 
@@ -33,24 +32,30 @@ from burstsnn.atomic import sha256_of, write_atomic, write_json_atomic
 DATA_KEYS_NOT_IN_KEY = frozenset(
     {"root", "download", "num_workers", "eval_batch_size", "limit_test_samples", "eval_split"}
 )
-# The source files that determine the trained ANN: every module of the ANN station
-# (burstsnn.ann: the networks, the training module and the data pipeline).
-ANN_PACKAGE = Path(burstsnn.ann.__file__).parent
-ANN_SOURCES = "**/*.py"
+# The source files that determine the trained ANN, relative to the burstsnn package: every
+# module of the ANN station (burstsnn.ann: the networks, the training module and the data
+# pipeline) and the activations its networks are built with (burstsnn.activations, which sits
+# outside it because the conversion reads QCFS too). The station's other imports from burstsnn
+# (errors, rules, atomic) check and write, and do not change weights (tests/test_cache.py).
+PACKAGE_ROOT = Path(burstsnn.__file__).parent
+ANN_SOURCES = ("ann/**/*.py", "activations.py")
 CHECKPOINT = "model.pt"
 META = "meta.json"
 
 
-def source_digest(package_dir: Path = ANN_PACKAGE) -> str:
-    """Hex SHA-256 over the `ANN_SOURCES` files under `package_dir` (names and contents).
-    RuntimeError if the pattern matches no file: the key would no longer see code changes."""
-    files = sorted(package_dir.glob(ANN_SOURCES))
-    if not files:
-        raise RuntimeError(f"no ANN source file matches {package_dir}/{ANN_SOURCES}: "
-                           "the ANN cache key would not see changes to the ANN's code")
+def source_digest(root: Path = PACKAGE_ROOT) -> str:
+    """Hex SHA-256 over the `ANN_SOURCES` files under `root` (names and contents).
+    RuntimeError if a pattern matches no file: the key would no longer see those changes."""
+    files: set[Path] = set()
+    for pattern in ANN_SOURCES:
+        matched = set(root.glob(pattern))
+        if not matched:
+            raise RuntimeError(f"no ANN source file matches {root}/{pattern}: "
+                               "the ANN cache key would not see changes to the ANN's code")
+        files |= matched
     digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
+    for path in sorted(files):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
 
