@@ -51,7 +51,8 @@ def fake_result(
     config = {
         "data": {"name": data, "root": "/data", "image_size": 32, "in_channels": 1, "num_classes": 10,
                  "batch_size": 128, "eval_batch_size": 256},
-        "model": {"name": model, "width": 0.25, "in_channels": 1, "num_classes": 10, "image_size": 32},
+        "model": {"name": model, "width": 0.25, "in_channels": 1, "num_classes": 10, "image_size": 32,
+                  "activation": "relu", "levels": 4, "clip_per_channel": False},
         "train": {"epochs": 8, "lr": 0.1},
         "trainer": {"accelerator": "cpu", "devices": 1},
         "logger": {"name": "none"},

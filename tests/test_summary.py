@@ -21,6 +21,11 @@ def test_summary_names_the_lambda_rule_and_its_calibration():
     lowlatency = summary_text(lambda_rule="mse", channel_wise=True, bias_correction=True, calib_batches=4)
     assert "λ: least squared error per channel, biases corrected (4 training batches)" in lowlatency
     assert "Γ=5  pooling=lipool" in lowlatency
+    onestep = summary_text(lambda_rule="trained", gamma=4, **{"model.activation": "qcfs"})
+    assert re.search(r"λ: the ANN's trained clips per layer\s*│", onestep)  # nothing calibrated: no batches
+    per_channel = summary_text(lambda_rule="trained", channel_wise=True, bias_correction=True,
+                               **{"model.activation": "qcfs", "model.clip_per_channel": True})
+    assert "λ: the ANN's trained clips per channel, biases corrected (1 training batch)" in per_channel
 
 
 def test_summary_shows_agreement_and_the_layers_that_cost_macs():

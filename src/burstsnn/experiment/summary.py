@@ -9,10 +9,17 @@ from rich.table import Table
 
 
 def calibration_line(cfg: dict[str, Any]) -> str:
-    """How λ was set: rule, per layer or channel, bias correction, calibration batches."""
-    rule = f"p={cfg['p']} percentile" if cfg["lambda_rule"] == "percentile" else "least squared error"
-    scope = "per channel" if cfg["channel_wise"] else "per layer"
+    """How λ was set: rule, per layer or channel, bias correction, calibration batches (named
+    only when something was calibrated on them)."""
+    if cfg["lambda_rule"] == "trained":
+        rule, per_channel = "the ANN's trained clips", cfg["model"]["clip_per_channel"]
+    else:
+        rule = f"p={cfg['p']} percentile" if cfg["lambda_rule"] == "percentile" else "least squared error"
+        per_channel = cfg["channel_wise"]
+    scope = "per channel" if per_channel else "per layer"
     corrected = ", biases corrected" if cfg["bias_correction"] else ""
+    if cfg["lambda_rule"] == "trained" and not cfg["bias_correction"]:
+        return f"λ: {rule} {scope}"
     batches = cfg["calib_batches"]
     return f"λ: {rule} {scope}{corrected} ({batches} training batch{'es' if batches > 1 else ''})"
 
