@@ -141,7 +141,8 @@ def test_a_onestep_job_matches_its_ann_from_the_first_step(job_config, tmp_path,
     and every test image gets the ANN's class there."""
     results = run_job(job_config("experiment=onestep", f"model={model}", "train.limit_train_batches=3"),
                       JobContext(tmp_path / "job", method="onestep"))
-    assert results["config"]["model"]["activation"] == "qcfs" and results["config"]["gamma"] == L
+    config = results["config"]
+    assert config["model"]["activation"] == "qcfs" and config["gamma"] == config["model"]["levels"] == 8
     assert results["snn"]["T"] == 4 and results["method"] == "onestep"
     assert results["snn"]["agreement_over_t"][0] == 1.0
     assert results["snn"]["acc_over_t"][0] == results["ann"]["test_acc"]
