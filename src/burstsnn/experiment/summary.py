@@ -11,17 +11,19 @@ from rich.table import Table
 def calibration_line(cfg: dict[str, Any]) -> str:
     """How λ was set: rule, per layer or channel, bias correction, calibration batches (named
     only when something was calibrated on them)."""
-    if cfg["lambda_rule"] == "trained":
+    trained = cfg["lambda_rule"] == "trained"
+    if trained:
         rule, per_channel = "the ANN's trained clips", cfg["model"]["clip_per_channel"]
     else:
         rule = f"p={cfg['p']} percentile" if cfg["lambda_rule"] == "percentile" else "least squared error"
         per_channel = cfg["channel_wise"]
-    scope = "per channel" if per_channel else "per layer"
-    corrected = ", biases corrected" if cfg["bias_correction"] else ""
-    if cfg["lambda_rule"] == "trained" and not cfg["bias_correction"]:
-        return f"λ: {rule} {scope}"
+    line = f"λ: {rule} {'per channel' if per_channel else 'per layer'}"
+    if cfg["bias_correction"]:
+        line += ", biases corrected"
+    if trained and not cfg["bias_correction"]:  # nothing was calibrated on training batches
+        return line
     batches = cfg["calib_batches"]
-    return f"λ: {rule} {scope}{corrected} ({batches} training batch{'es' if batches > 1 else ''})"
+    return f"{line} ({batches} training batch{'es' if batches > 1 else ''})"
 
 
 def print_summary(results: dict[str, Any], console: Console | None = None) -> None:
