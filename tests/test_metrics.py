@@ -54,7 +54,7 @@ def test_firing_rates_match_a_hand_simulation():
     spikes = 0.0
     for x in batches:
         snn(x, T)
-        metric.update(snn.spike_counts(), snn.neuron_counts(), x.shape[0])
+        metric.update(snn.spike_totals(), snn.neuron_counts(), x.shape[0], T)
         with torch.no_grad():
             spikes += burst_spikes_by_hand(ann[0](x), theta, gamma=2, T=T)
     assert spikes > 0
@@ -121,7 +121,7 @@ def test_snn_metrics_bundle_everything_and_leave_outputs_identical():
                     total = total + outputs[t, i]
                     agreeing[t] += int(int(total.argmax()) == int(ann_classes[i]))
             accuracy.update(outputs, y)
-            rates.update(snn.spike_counts(), snn.neuron_counts(), x.shape[0])
+            rates.update(snn.spike_totals(), snn.neuron_counts(), x.shape[0], T)
             pooling.update(snn.pool_states(), dict(snn.pools()), T)
     assert not snn.record
     result = metrics.compute()

@@ -142,7 +142,8 @@ def test_record_counts_bursts():
     x = torch.tensor(CURRENT).view(-1, 1).repeat(1, 3)  # 3 identical neurons
     neuron(x[:2])
     neuron(x[2:])
-    assert neuron.spike_counts.tolist() == [0, 3, 3, 0, 9]
+    assert neuron.spikes.tolist() == [5, 5, 5]  # per neuron: 0 + 1 + 1 + 0 + 3 spikes
+    assert neuron.spike_count().item() == 15
     assert neuron.num_neurons == 1  # per sample: x is [T, B, ...] with B = 3
 
 

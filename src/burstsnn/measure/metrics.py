@@ -83,17 +83,20 @@ class _RatioPerName(Metric):
 class FiringRates(_RatioPerName):
     """Firing rate of each spiking layer: spikes per neuron per step (a burst of k counts k).
 
-    update(spike_counts {layer: ``[T]`` spikes per step summed over batch and neurons},
-    neuron_counts {layer: neurons per sample}, batch_size) — the ``SpikingNetwork``
-    probes.  compute() -> {layer: total spikes / (neurons · samples · T)} (0-d tensors).
+    update(spike_totals {layer: 0-d total spikes of the forward, over steps, batch and
+    neurons}, neuron_counts {layer: neurons per sample}, batch_size, T: the forward's steps)
+    — the ``SpikingNetwork`` probes.  compute() -> {layer: total spikes / (neurons · samples
+    · T)} (0-d tensors).
     """
 
     def __init__(self, layer_names: Sequence[str], **kwargs: Any) -> None:
         super().__init__(layer_names, torch.float64, **kwargs)
 
-    def update(self, spike_counts: Mapping[str, Tensor], neuron_counts: Mapping[str, int], batch_size: int) -> None:
-        spikes = [spike_counts[name].sum(dtype=torch.float64).to(self.numerator.device) for name in self.names]
-        steps = [neuron_counts[name] * batch_size * spike_counts[name].numel() for name in self.names]
+    def update(
+        self, spike_totals: Mapping[str, Tensor], neuron_counts: Mapping[str, int], batch_size: int, T: int
+    ) -> None:
+        spikes = [spike_totals[name].to(self.numerator.device, torch.float64) for name in self.names]
+        steps = [neuron_counts[name] * batch_size * T for name in self.names]
         if spikes:
             self.numerator += torch.stack(spikes)
             self.denominator += torch.tensor(steps, dtype=torch.float64, device=self.denominator.device)
@@ -172,7 +175,7 @@ class SNNMetrics(nn.Module):
         ``target``: ``[B]`` class indices; ``ann_predictions``: ``[B]`` the ANN's classes for x."""
         self.collection.update(
             outputs=outputs, target=target, ann_predictions=ann_predictions, batch_size=target.shape[0],
-            spike_counts=snn.spike_counts(), neuron_counts=snn.neuron_counts(),
+            spike_totals=snn.spike_totals(), neuron_counts=snn.neuron_counts(),
             pool_states=snn.pool_states(), pools=dict(snn.pools()), T=outputs.shape[0],
         )
 

@@ -27,15 +27,16 @@ from burstsnn.graph_ops import Windows, window_max
 
 
 def burst_step(
-    v: Tensor, x: Tensor, theta: Tensor, gamma: int, out: Tensor, soft: bool, count: bool
-) -> Tensor | None:
+    v: Tensor, x: Tensor, theta: Tensor, gamma: int, out: Tensor, soft: bool, spikes: Tensor | None
+) -> None:
     """One step of a burst neuron, in place.
 
     v, x, out: ``[B, ...]`` membrane potential (updated), input current, output
     (written: s·θ); θ broadcasts against them.  V += x; s = clamp(⌊V/θ⌋, 0, Γ);
-    out = s·θ; then soft reset V -= s·θ, or hard reset V = 0 where s > 0.  Returns the
-    spike count Σs (0-d, float64: exact) if ``count`` (a second pass over the tensors
-    in the fused kernel, so only when asked), else None.
+    out = s·θ; then soft reset V -= s·θ, or hard reset V = 0 where s > 0.  ``spikes``
+    (``[B, ...]``, or None): each neuron's spike count so far, += s in the same pass (a
+    sum over the neurons here would cost a second pass over the tensors: it doubled the
+    step's time in the fused kernel).
     """
     v.add_(x)
     s = torch.floor(v / theta).clamp_(0, gamma)
@@ -44,7 +45,8 @@ def burst_step(
         v.sub_(out)
     else:
         v.masked_fill_(s > 0, 0.0)
-    return s.sum(dtype=torch.float64) if count else None
+    if spikes is not None:
+        spikes.add_(s)
 
 
 def lipool_step(total: Tensor, pooled: Tensor, x: Tensor, out: Tensor, windows: Windows) -> None:
@@ -68,7 +70,7 @@ class Fused:
 
     def __init__(self, fn: Callable[..., object]) -> None:
         self.eager = fn
-        # One graph per reset rule, count flag, tensor rank/layout and pool geometry.
+        # One graph per reset rule, recording or not, tensor rank/layout and pool geometry.
         self.compiled = torch.compile(fn, dynamic=True, fullgraph=True, recompile_limit=64)
         self.failed = False
 

@@ -153,7 +153,7 @@ class SpikingNetwork(nn.Module):
     pool.  Layer names below are those modules' qualified names in ``net``.
 
     Probes (no effect on results): set ``record = True`` before a forward, then
-    ``spike_counts()``; ``neuron_counts()``, ``thresholds()``, ``pool_states()``.
+    ``spike_totals()``; ``neuron_counts()``, ``thresholds()``, ``pool_states()``.
     The network always stays in eval mode.
 
     ``memory_budget`` (bytes, default None) bounds the activations of one chunk when
@@ -192,7 +192,7 @@ class SpikingNetwork(nn.Module):
         return self._named(SpikingPool)
 
     def reset(self) -> None:
-        """Clear every neuron's and pool's state (and recorded spike counts)."""
+        """Clear every neuron's and pool's state (and recorded spikes)."""
         for m in self._stepped:
             m.module.reset()
 
@@ -257,15 +257,10 @@ class SpikingNetwork(nn.Module):
             return int(MEMORY_FRACTION * (free + cached))
         return sys.maxsize
 
-    def spike_counts(self) -> dict[str, Tensor]:
-        """layer -> ``[T]`` total spikes per step of the last forward (summed over batch
-        and neurons; a burst of k spikes counts k).  Needs ``record = True``."""
-        out = {}
-        for name, n in self.neurons():
-            if n.spike_counts is None:
-                raise RuntimeError("no spike counts: set snn.record = True before the forward")
-            out[name] = n.spike_counts
-        return out
+    def spike_totals(self) -> dict[str, Tensor]:
+        """layer -> total spikes of the last forward (0-d float64, exact; summed over steps,
+        batch and neurons; a burst of k spikes counts k).  Needs ``record = True``."""
+        return {name: n.spike_count() for name, n in self.neurons()}
 
     def neuron_counts(self) -> dict[str, int]:
         """layer -> number of neurons per sample (known after a forward)."""

@@ -25,10 +25,10 @@ class BurstNeuron(nn.Module):
         v_init: initial membrane potential in units of θ, in [0, 1).
 
     State: ``v`` (membrane potential ``[B, ...]``, None after ``reset()``) carries
-    over between calls.  With ``record = True`` each call appends the total spike
-    count per step (summed over batch and neurons; a burst of k counts k) to
-    ``spike_counts``, a ``[T]`` tensor over all steps since the last reset.
-    ``num_neurons`` is the number of neurons per sample seen in the last call.
+    over between calls.  With ``record = True`` each call adds every neuron's spikes (a
+    burst of k counts k) to ``spikes`` (``[B, ...]``, float32 or wider: exact integers
+    up to 2^24, far above T·Γ), counted since the last reset; ``spike_count()`` is their
+    total.  ``num_neurons`` is the number of neurons per sample seen in the last call.
     """
 
     def __init__(
@@ -51,7 +51,7 @@ class BurstNeuron(nn.Module):
         self.v_init = float(v_init)
         self.record = False
         self.v: Tensor | None = None
-        self.spike_counts: Tensor | None = None
+        self.spikes: Tensor | None = None
         self.num_neurons = 0
 
     def extra_repr(self) -> str:
@@ -60,9 +60,9 @@ class BurstNeuron(nn.Module):
         return f"threshold={shown}, gamma={self.gamma}, reset={self.reset_mode}, v_init={self.v_init}"
 
     def reset(self) -> None:
-        """Forget the membrane potential and the recorded spike counts."""
+        """Forget the membrane potential and the recorded spikes."""
         self.v = None
-        self.spike_counts = None
+        self.spikes = None
 
     def forward(self, x: Tensor) -> Tensor:
         """x: input current ``[T, B, ...]`` -> output ``[T, B, ...]`` = s·θ."""
@@ -72,10 +72,16 @@ class BurstNeuron(nn.Module):
         self.num_neurons = x[0, 0].numel()
         out = torch.empty_like(x)
         soft = self.reset_mode == "soft"
-        counts = [
-            fused_burst_step(self.v, x[t], theta, self.gamma, out[t], soft, self.record) for t in range(x.shape[0])
-        ]
-        if self.record:
-            counts = torch.stack(counts).to(x.dtype)
-            self.spike_counts = counts if self.spike_counts is None else torch.cat([self.spike_counts, counts])
+        if self.record and self.spikes is None:
+            self.spikes = torch.zeros_like(self.v, dtype=torch.promote_types(self.v.dtype, torch.float32))
+        spikes = self.spikes if self.record else None
+        for t in range(x.shape[0]):
+            fused_burst_step(self.v, x[t], theta, self.gamma, out[t], soft, spikes)
         return out
+
+    def spike_count(self) -> Tensor:
+        """Total spikes (0-d, float64: exact) of every neuron and sample since the last reset;
+        needs ``record = True`` during the forwards."""
+        if self.spikes is None:
+            raise RuntimeError("no spikes recorded: set record = True before the forward")
+        return self.spikes.sum(dtype=torch.float64)
