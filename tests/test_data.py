@@ -324,3 +324,18 @@ def test_real_fashion_mnist() -> None:
     assert torch.equal(torch.bincount(labels), torch.full((10,), 1000))
     check_batch(dm, dm.train_dataloader(), 1, 10, 8)
     check_batch(dm, dm.test_dataloader(), 1, 10, 16)
+
+
+def test_gunzipped_idx_files_are_reread_when_they_change(tmp_path: Path) -> None:
+    """The in-memory cache of gunzipped files (a sweep's jobs share one process) never serves a
+    file's old contents: a rewritten file is read again, and a corrupt one is an error."""
+    from burstsnn.ann.datasets import IDX_LABELS_MAGIC, read_idx
+
+    path = tmp_path / "labels.gz"
+    path.write_bytes(gzip.compress(idx_bytes(np.array([1, 2, 3], dtype=np.uint8))))
+    assert read_idx(path, IDX_LABELS_MAGIC).tolist() == [1, 2, 3]
+    path.write_bytes(gzip.compress(idx_bytes(np.array([4, 5], dtype=np.uint8))))
+    assert read_idx(path, IDX_LABELS_MAGIC).tolist() == [4, 5]
+    path.write_bytes(b"not gzip at all")
+    with pytest.raises(DatasetError, match="labels.gz: cannot read"):
+        read_idx(path, IDX_LABELS_MAGIC)

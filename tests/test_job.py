@@ -9,7 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from omegaconf import OmegaConf
 
+from burstsnn.ann.checkpoint import load_checkpoint
+from burstsnn.ann.data import ImageDataModule
+from burstsnn.ann.models import build_ann
 from burstsnn.experiment.callbacks import ConversionCallback
 from burstsnn.experiment.job import JobContext, run_job
 from conftest import REPO, tiny_overrides
@@ -41,6 +46,18 @@ def test_job_trains_once_then_reuses_the_ann(job_config, tmp_path: Path, monkeyp
     assert calls == ["run"] and len(second["snn"]["acc_over_t"]) == 8
     assert second["ann"]["key"] == first["ann"]["key"]
     assert second["ann"]["test_acc"] == first["ann"]["test_acc"]
+    # The ANN accuracy (measured in the SNN's test pass) is the cached ANN's, counted here.
+    cfg = job_config()
+    model = build_ann(OmegaConf.to_container(cfg.model, resolve=True)).eval()
+    load_checkpoint(model, Path(second["ann"]["checkpoint"]))
+    data = ImageDataModule(**cfg.data)
+    data.setup()
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in data.test_dataloader():
+            correct += int((model(x).argmax(-1) == y).sum())
+            total += len(y)
+    assert total > 0 and second["ann"]["test_acc"] == correct / total
     retrained = run_job(job_config("seed=1"), JobContext(tmp_path / "job3"))
     assert retrained["ann"]["trained"] is True and retrained["ann"]["key"] != first["ann"]["key"]
 

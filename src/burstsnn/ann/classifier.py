@@ -10,7 +10,8 @@ from torchmetrics.classification import MulticlassAccuracy
 
 
 class ANNClassifier(pl.LightningModule):
-    """Trains and tests `model` (x: [B, C, H, W] -> logits [B, classes]).
+    """Trains and validates `model` (x: [B, C, H, W] -> logits [B, classes]); its test
+    accuracy is measured in the SNN's test pass (``burstsnn.measure.evaluate``).
 
     Recipe (paper §4.1): SGD with momentum, weight decay, cosine decay of the learning rate
     to 0 over all training steps, cross-entropy with label smoothing. The model's weights and
@@ -32,7 +33,6 @@ class ANNClassifier(pl.LightningModule):
         self.model = model.to(memory_format=torch.channels_last)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
     def forward(self, x: Tensor) -> Tensor:
         """x: [B, C, H, W] -> logits [B, classes]."""
@@ -63,11 +63,6 @@ class ANNClassifier(pl.LightningModule):
         x, y = batch
         self.val_acc(self(x), y)
         self.log("ann/val_acc", self.val_acc, prog_bar=True)
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        x, y = batch
-        self.test_acc(self(x), y)
-        self.log("ann/test_acc", self.test_acc)
 
     def configure_optimizers(self) -> dict:
         optimizer = self.optimizer()

@@ -93,12 +93,6 @@ def train_ann(
     }
 
 
-def test_ann(cfg: DictConfig, module: ANNClassifier, data: ImageDataModule) -> float:
-    """Test-set accuracy of the ANN (fraction in [0, 1]; every test image once, also under DDP)."""
-    result = make_trainer(cfg, None).test(module, datamodule=data, verbose=False)
-    return float(result[0]["ann/test_acc"])
-
-
 def relaunches_script(cfg: DictConfig) -> bool:
     """Whether Lightning would start the job's other DDP ranks by re-running the command line
     (rather than a cluster such as Slurm, or torchrun, starting every rank)."""
@@ -185,9 +179,9 @@ def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
         log.info("%s the ANN (%.1f s): %s", origin, ann_s, ann["checkpoint"])
         if not ann["trained"]:
             conversion.run(module.model, data)
-        ann_acc = test_ann(cfg, module, data)
         snn = dict(conversion.results)
         timings = snn.pop("timings")
+        ann_acc = snn.pop("ann_acc")  # measured in the SNN's test pass, on the same images
         results = {
             "config": resolved_config(cfg),
             "overrides": list(context.overrides),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from torch import Tensor, nn
 
 from burstsnn.measure.metrics import SNNMetrics
@@ -16,7 +17,9 @@ class SNNEvaluator(pl.LightningModule):
     predictions on the same batch for the agreement over t.
 
     Lightning brings devices/DDP, progress bars and loggers; the metrics are torchmetrics,
-    summed across ranks. After `trainer.test(...)`, `results` holds SNNMetrics.compute().
+    summed across ranks. After `trainer.test(...)`, `results` holds SNNMetrics.compute(),
+    whose `ann_acc` is the job's ANN accuracy (images channels-last, as the ANN is trained
+    and kept: the same logits as its own test pass).
     """
 
     def __init__(
@@ -34,7 +37,8 @@ class SNNEvaluator(pl.LightningModule):
         x, y = batch  # x: [B, C, H, W], y: [B]
         with self.metrics.attach(self.snn):
             outputs = self.snn(x, self.T, self.chunk)  # [T, B, classes]
-        self.metrics.update(self.snn, outputs, y, self.ann(x).argmax(-1))
+        images = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+        self.metrics.update(self.snn, outputs, y, self.ann(images).argmax(-1))
 
     def on_test_epoch_end(self) -> None:
         self.results = self.metrics.compute()

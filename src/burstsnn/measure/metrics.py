@@ -62,6 +62,30 @@ class AgreementOverTime(AccuracyOverTime):
         super().update(outputs, ann_predictions)
 
 
+class AnnAccuracy(Metric):
+    """The ANN's accuracy on the images the SNN is tested on, from the predictions the
+    agreement needs anyway (one ANN pass per job, not two).
+
+    update(ann_predictions ``[B]``: the ANN's argmax, target ``[B]``).  compute() -> 0-d
+    correct / samples (float64)."""
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("correct", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("total", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, ann_predictions: Tensor, target: Tensor) -> None:
+        self.correct += (ann_predictions == target).sum()
+        self.total += target.shape[0]
+
+    def compute(self) -> Tensor:
+        return self.correct.double() / self.total
+
+
 class _RatioPerName(Metric):
     """Two counts per name, summed over updates (and DDP ranks); compute() -> {name:
     numerator / denominator} (0-d float64 tensors)."""
@@ -153,6 +177,7 @@ class SNNMetrics(nn.Module):
         self.collection = MetricCollection({
             "accuracy": AccuracyOverTime(T),
             "agreement": AgreementOverTime(T),
+            "ann_accuracy": AnnAccuracy(),
             "firing_rates": FiringRates([name for name, _ in snn.neurons()]),
             "pooling": PoolingCorrectRatio([name for name, _ in snn.pools()]),
             "synaptic_ops": SynapticOps(layers, T),
@@ -182,7 +207,8 @@ class SNNMetrics(nn.Module):
     def compute(self) -> dict[str, Any]:
         """Plain Python numbers: acc_over_t (T floats, t = 1..T), acc_at_T, best_acc,
         best_t (1-based, the first best), agreement_over_t (T floats: the share of samples
-        whose prediction at t is the ANN's), agreement_at_T, firing_rates {layer: spikes per neuron per step},
+        whose prediction at t is the ANN's), agreement_at_T, ann_acc (the ANN's accuracy on the
+        same images), firing_rates {layer: spikes per neuron per step},
         pooling_correct_ratio {pool: ratio}, energy (``energy_report``, pJ per image over
         the T steps), energy_over_t (T floats: the SNN/ANN energy ratio had the run stopped
         at t = 1..T)."""
@@ -198,6 +224,7 @@ class SNNMetrics(nn.Module):
             "best_t": best + 1,
             "agreement_over_t": agreement.tolist(),
             "agreement_at_T": float(agreement[-1]),
+            "ann_acc": float(metrics["ann_accuracy"].compute()),
             "firing_rates": {name: float(v) for name, v in metrics["firing_rates"].compute().items()},
             "pooling_correct_ratio": {name: float(v) for name, v in metrics["pooling"].compute().items()},
             "energy": energy_report(self.macs, {name: float(v.sum()) for name, v in acs_per_step.items()},
