@@ -154,3 +154,16 @@ def test_invalid_arguments(kwargs):
     args = dict(threshold=1.0) | kwargs
     with pytest.raises(ValueError):
         BurstNeuron(**args)
+
+
+@pytest.mark.parametrize("gamma", [5, 2**22])  # B·T·Γ below 2^24 (float32 sum over the batch) and above
+def test_spike_count_is_the_exact_total(gamma):
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(3, 4, 2, 5, 5, generator=g) * 6  # [T, B, C, H, W]
+    x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).view(3, 4, 2, 5, 5)
+    neuron = BurstNeuron(0.5, gamma=gamma)
+    neuron.record = True
+    neuron(x)
+    total = neuron.spike_count()
+    assert total.dtype == torch.float64 and total.shape == ()
+    assert total.item() == int(neuron.spikes.to(torch.int64).sum()) > 0

