@@ -23,6 +23,7 @@ from torchmetrics import Metric
 
 from burstsnn.conversion.units import Analog, Spikes, value_units
 from burstsnn.graph_ops import SYNAPTIC_MODULES
+from burstsnn.snn.kernels import sum_over_samples
 from burstsnn.snn.network import SpikingNetwork
 
 
@@ -112,17 +113,6 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
     return macs
 
 
-def _sum_over_samples(x: Tensor) -> Tensor:
-    """x: ``[steps, B, C, ...]`` -> ``[steps, C, ...]``, the sum over B, read in x's memory
-    order (a channels-last sum over B in logical order is ~20× slower on CPU)."""
-    steps, batch = x.shape[:2]
-    if x.dim() == 5 and x[0].is_contiguous(memory_format=torch.channels_last):
-        c, h, w = x.shape[2:]
-        flat = x.permute(0, 1, 3, 4, 2).reshape(steps, batch, -1)
-        return flat.sum(1).view(steps, h, w, c).permute(0, 3, 1, 2)
-    return x.reshape(steps, batch, -1).sum(1).view(steps, *x.shape[2:])
-
-
 def _counts_over_samples(values: Tensor, theta: Tensor, peak: int) -> Tensor:
     """Spike counts summed over the samples: values ``[steps, B, C, ...]`` = s·θ with
     integer s in 0..peak per sample -> ``[steps, C, ...]`` Σ_B s (float64, exact integers).
@@ -140,7 +130,7 @@ def _counts_over_samples(values: Tensor, theta: Tensor, peak: int) -> Tensor:
     unit_roundoff = torch.finfo(values.dtype).eps / 2
     samples = max(1, math.isqrt(int(0.25 / (unit_roundoff * peak))))
     counts = [
-        (_sum_over_samples(part) / theta).round_().double() for part in values.split(samples, dim=1)
+        (sum_over_samples(part) / theta).round_().double() for part in values.split(samples, dim=1)
     ]
     return torch.stack(counts).sum(0) if len(counts) > 1 else counts[0]
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from burstsnn.rules import check
-from burstsnn.snn.kernels import fused_burst_step
+from burstsnn.snn.kernels import fused_burst_step, sum_over_samples
 
 
 class BurstNeuron(nn.Module):
@@ -91,12 +91,6 @@ class BurstNeuron(nn.Module):
         if spikes.dtype == torch.float32 and spikes.shape[0] * self.recorded_steps * self.gamma < 2**24:
             # Summed over the batch first, in float32 (4x faster than summing all in float64):
             # every partial sum is an integer ≤ B·steps·Γ < 2^24, so exact.
-            return _rows(spikes).sum(0).sum(dtype=torch.float64)
+            return sum_over_samples(spikes.unsqueeze(0)).sum(dtype=torch.float64)
         return spikes.sum(dtype=torch.float64)
 
-
-def _rows(x: Tensor) -> Tensor:
-    """x ``[B, ...]`` as ``[B, N]`` in x's memory order (a view; channels-last kept)."""
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
-        x = x.permute(0, 2, 3, 1)
-    return x.reshape(x.shape[0], -1)
