@@ -278,3 +278,17 @@ def test_failed_compilation_warns_once_and_runs_eagerly(monkeypatch):
     kernels.burst_step(v2, x[1], torch.tensor(0.5), 3, out2, True, spikes2 := torch.zeros(3, 4))
     assert torch.equal(out1, out2) and torch.equal(v1, v2) and torch.equal(spikes1, spikes2)
     assert fused.failed
+
+
+def test_fused_kernels_compiled_on_tiny_tensors_still_use_every_thread():
+    """Inductor decides a kernel's threading from the shapes it was first compiled with, and
+    the kernel is cached across processes with symbolic shapes: a step first compiled by a test
+    on tiny tensors would run single-threaded on a real network's. The steps are compiled to
+    leave the thread count to the OpenMP runtime (one parallel region, whatever the shapes)."""
+    from torch._inductor.utils import run_and_get_code
+
+    torch._dynamo.reset()  # compile here, not from an earlier test's graph (the on-disk cache still holds)
+    v, x, out, spikes = torch.zeros(2, 3), torch.rand(2, 3), torch.empty(2, 3), torch.zeros(2, 3)
+    with torch.inference_mode():
+        _, sources = run_and_get_code(kernels.fused_burst_step.compiled, v, x, torch.tensor(0.5), 3, out, True, spikes)
+    assert sources and all("#pragma omp parallel" in source for source in sources)

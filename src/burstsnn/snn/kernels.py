@@ -83,7 +83,11 @@ class Fused:
     def __init__(self, fn: Callable[..., object]) -> None:
         self.eager = fn
         # One graph per reset rule, recording or not, tensor rank/layout and pool geometry.
-        self.compiled = torch.compile(fn, dynamic=True, fullgraph=True, recompile_limit=64)
+        # Shapes are symbolic, and Inductor caches a graph on disk for any later process; it
+        # would choose threading from the shapes of the first call (a test's tiny tensors: one
+        # thread). dynamic_threads keeps one parallel region and leaves threads to OpenMP.
+        self.compiled = torch.compile(fn, dynamic=True, fullgraph=True, recompile_limit=64,
+                                      options={"cpp.dynamic_threads": True})
         self.failed = False
 
     def __call__(self, first: Tensor, *args: object) -> object:
