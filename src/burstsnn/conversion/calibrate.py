@@ -5,7 +5,7 @@ a QCFS activation learned in training. The outputs come from ``recording.record`
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -21,19 +21,20 @@ def percentile(x: Tensor, p: float, dim: int | None = None) -> Tensor:
 
     Exact for any size (uses ``kthvalue``, not ``torch.quantile``, which refuses
     inputs above 16M elements).  ``dim=None``: over all elements (a 0-d tensor);
-    otherwise along ``dim`` (that dim is removed).  Computed in float64.
+    otherwise along ``dim`` (that dim is removed).  Interpolated in float64 (the two
+    neighbours are picked in x's own dtype: the same values).
     """
-    x = x.detach().to(torch.float64)
+    x = x.detach()
     if dim is None:
         x, dim = x.reshape(-1), 0
     n = x.shape[dim]
     rank = p / 100.0 * (n - 1)
     lo = int(rank)
     hi = min(lo + 1, n - 1)
-    v_lo = torch.kthvalue(x, lo + 1, dim=dim).values
+    v_lo = torch.kthvalue(x, lo + 1, dim=dim).values.to(torch.float64)
     if hi == lo:
         return v_lo
-    v_hi = torch.kthvalue(x, hi + 1, dim=dim).values
+    v_hi = torch.kthvalue(x, hi + 1, dim=dim).values.to(torch.float64)
     return v_lo + (v_hi - v_lo) * (rank - lo)
 
 
@@ -56,25 +57,41 @@ class FirstStep:
     v_init: float
 
 
-def mse_lambda(acts: Tensor, step: FirstStep) -> Tensor:
-    """acts ``[R, N]`` (a row per channel, or one row) -> λ ``[R]``: the candidate
-    λ = max_r·k/MSE_CANDIDATES (k = 1..MSE_CANDIDATES) with the least mean squared error
-    mean_n (step(a, λ) − a)² of each row (the first, smallest of equal ones: see MSE_TIE), the mean taken
-    over the same MSE_SAMPLES // R columns of every row when N is larger.
+@dataclass(frozen=True)
+class MseSample:
+    """What the "mse" rule scores candidates on, for rows of activations ``[R, N]``: ``top``
+    ``[R, 1]`` each row's largest activation, ``values`` ``[R, n]`` the same n ≤
+    MSE_SAMPLES // R columns of every row (all N when that many fit), each row sorted; float64.
+    Independent of the first step's knobs: a search's conversions share it."""
+
+    top: Tensor
+    values: Tensor
+
+    @classmethod
+    def of(cls, acts: Tensor) -> MseSample:
+        acts = acts.to(torch.float64)
+        per_row = max(1, MSE_SAMPLES // acts.shape[0])
+        top = acts.amax(1, keepdim=True)
+        if acts.shape[1] > per_row:
+            keep = torch.randperm(acts.shape[1], generator=torch.Generator().manual_seed(0))[:per_row]
+            acts = acts[:, keep]
+        return cls(top, acts.sort(1).values)
+
+
+def mse_lambda(acts: Tensor | MseSample, step: FirstStep) -> Tensor:
+    """acts ``[R, N]`` (a row per channel, or one row; or its ``MseSample``) -> λ ``[R]``: the
+    candidate λ = max_r·k/MSE_CANDIDATES (k = 1..MSE_CANDIDATES) with the least mean squared
+    error mean_n (step(a, λ) − a)² of each row (the first, smallest of equal ones: see MSE_TIE),
+    the mean taken over the same MSE_SAMPLES // R columns of every row when N is larger.
 
     All candidates at once: with each row sorted, the activations that ``step`` sends to
     level j (0..Γ) are a contiguous run, a ∈ [(j − v_init)·θ, (j + 1 − v_init)·θ), so the
     squared error of each run follows from prefix sums of a and a² (no pass over the
     activations per candidate).
     """
-    acts = acts.to(torch.float64)
-    top = acts.amax(1, keepdim=True)  # [R, 1]
-    per_row = max(1, MSE_SAMPLES // acts.shape[0])
-    if acts.shape[1] > per_row:
-        keep = torch.randperm(acts.shape[1], generator=torch.Generator().manual_seed(0))[:per_row]
-        acts = acts[:, keep]
-    rows, n = acts.shape
-    a = acts.sort(1).values
+    sample = acts if isinstance(acts, MseSample) else MseSample.of(acts)
+    top, a = sample.top, sample.values
+    rows, n = a.shape
     zero = a.new_zeros(rows, 1)
     sums = torch.cat([zero, a.cumsum(1)], 1)  # [R, n + 1]: sums[:, i] = Σ of the i smallest
     squares = torch.cat([zero, a.square().cumsum(1)], 1)
@@ -100,19 +117,36 @@ def mse_lambda(acts: Tensor, step: FirstStep) -> Tensor:
     return lam.gather(1, first).squeeze(1)
 
 
-def _layer_lambda(
-    name: str, acts: Tensor, p: float, channel_wise: bool, mse_step: FirstStep | None
-) -> Tensor:
-    """acts: [N, C, ...] -> λ, a scalar or (channel_wise) ``[C, 1, ...]``, broadcastable to [B, C, ...]:
-    the p-th percentile, or (``mse_step`` given) the λ that ``mse_step`` quantises best."""
+def _derived(recording: Recording, key: tuple, make: Callable[[], object]) -> object:
+    """``make()``, computed once per recording and kept with it (``Recording.derived``)."""
+    if key not in recording.derived:
+        recording.derived[key] = make()
+    return recording.derived[key]
+
+
+def _layer_rows(recording: Recording, name: str, channel_wise: bool) -> Tensor:
+    """The layer's recorded outputs ``[N, C, ...]`` as rows: ``[C, N·...]`` (channel_wise) or
+    ``[1, N·C·...]``. ConversionError if any is NaN or inf."""
+    acts = recording.outputs[name]
     if not bool(torch.isfinite(acts).all()):
         raise ConversionError(f"layer '{name}': NaN or inf in activations during calibration")
-    rows = channel_rows(acts) if channel_wise else acts.reshape(1, -1)
+    return channel_rows(acts) if channel_wise else acts.reshape(1, -1)
+
+
+def _layer_lambda(
+    name: str, recording: Recording, p: float, channel_wise: bool, mse_step: FirstStep | None
+) -> Tensor:
+    """λ of the layer's recorded outputs ``[N, C, ...]``, a scalar or (channel_wise) ``[C, 1, ...]``,
+    broadcastable to [B, C, ...]: the p-th percentile, or (``mse_step`` given) the λ that
+    ``mse_step`` quantises best. The rows (and the mse sample) are kept with the recording."""
+    rows = _derived(recording, ("rows", name, channel_wise), lambda: _layer_rows(recording, name, channel_wise))
     if mse_step is not None:
-        lam = mse_lambda(rows, mse_step)
+        sample = _derived(recording, ("mse", name, channel_wise), lambda: MseSample.of(rows))
+        lam = mse_lambda(sample, mse_step)
     else:
         lam = percentile(rows, p, dim=1)
-    lam = lam.view(-1, *([1] * (acts.dim() - 2))) if channel_wise else lam.reshape(())
+    spatial = recording.outputs[name].dim() - 2
+    lam = lam.view(-1, *([1] * spatial)) if channel_wise else lam.reshape(())
     lam = lam.to(torch.get_default_dtype())
     if bool((lam <= 0).any()):
         warnings.warn(
@@ -157,4 +191,4 @@ def layer_lambdas(
     modules = dict(model.named_modules())
     if trained:
         return {name: _trained_lambda(name, modules[name]) for name in layers}
-    return {name: _layer_lambda(name, recording.outputs[name], p, channel_wise, mse_step) for name in layers}
+    return {name: _layer_lambda(name, recording, p, channel_wise, mse_step) for name in layers}

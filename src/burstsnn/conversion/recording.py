@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -23,11 +23,14 @@ MEMO_BYTES = 2 << 30
 class Recording:
     """The ANN's calibration pass. ``inputs``: the calibration images ``[N, ...]`` (CPU);
     ``outputs``: layer -> its outputs ``[N, C, ...]`` (float32, CPU); ``input_means``:
-    layer -> the mean of its input per channel ``[C]`` (float64, over all but dim 1)."""
+    layer -> the mean of its input per channel ``[C]`` (float64, over all but dim 1);
+    ``derived``: what readers computed from it (the λ rules' rows and samples), kept with it
+    for the next conversion."""
 
     inputs: Tensor
     outputs: dict[str, Tensor]
     input_means: dict[str, Tensor]
+    derived: dict[tuple, object] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def nbytes(self) -> int:
