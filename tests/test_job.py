@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from burstsnn.ann.checkpoint import load_checkpoint
 from burstsnn.ann.data import ImageDataModule
 from burstsnn.ann.models import build_ann
+from burstsnn.experiment import job as job_module
 from burstsnn.experiment.callbacks import ConversionCallback
 from burstsnn.experiment.job import JobContext, run_job
 from conftest import REPO, tiny_overrides
@@ -30,9 +31,9 @@ def test_job_trains_once_then_reuses_the_ann(job_config, tmp_path: Path, monkeyp
         calls.append(("on_fit_end", trainer.state.fn))
         on_fit_end(self, trainer, pl_module)
 
-    def spy_run(self, ann, data):
+    def spy_run(self, ann, data, ann_key=None):
         calls.append("run")
-        return run(self, ann, data)
+        return run(self, ann, data, ann_key)
 
     monkeypatch.setattr(ConversionCallback, "on_fit_end", spy_on_fit_end)
     monkeypatch.setattr(ConversionCallback, "run", spy_run)
@@ -58,6 +59,17 @@ def test_job_trains_once_then_reuses_the_ann(job_config, tmp_path: Path, monkeyp
             correct += int((model(x).argmax(-1) == y).sum())
             total += len(y)
     assert total > 0 and second["ann"]["test_acc"] == correct / total
+    # A job on the same ANN and images reads the predictions the last one kept: no ANN pass.
+    forwards = []
+
+    def counted_ann(config):
+        built = build_ann(config)
+        built.register_forward_hook(lambda *_: forwards.append(1))
+        return built
+
+    monkeypatch.setattr(job_module, "build_ann", counted_ann)
+    third = run_job(job_config("gamma=3", "T=4"), JobContext(tmp_path / "job2b"))
+    assert not forwards and third["ann"]["test_acc"] == second["ann"]["test_acc"]
     retrained = run_job(job_config("seed=1"), JobContext(tmp_path / "job3"))
     assert retrained["ann"]["trained"] is True and retrained["ann"]["key"] != first["ann"]["key"]
 

@@ -69,14 +69,15 @@ class ConversionCallback(pl.Callback):
         ann.load_state_dict(trainer.strategy.broadcast(cpu_state_dict(ann), src=0))
         self.run(ann, trainer.datamodule)
 
-    def run(self, ann: nn.Module, data: ImageDataModule) -> dict[str, Any]:
-        """Calibrate on training batches, convert, simulate the test set; returns the results."""
+    def run(self, ann: nn.Module, data: ImageDataModule, ann_key: str | None = None) -> dict[str, Any]:
+        """Calibrate on training batches, convert, simulate the test set; returns the results.
+        ``ann_key``: the ANN's identity, for reusing its test predictions (see SNNEvaluator)."""
         s = self.settings
         started = time.perf_counter()
         snn = convert(ann, data.calib_dataloader(), **s.convert_kwargs)  # on ann's device; ann is not modified
         calibration_s = time.perf_counter() - started
         image_shape = (data.in_channels, data.image_size, data.image_size)  # as every image comes out
-        evaluator = SNNEvaluator(snn, ann, s.T, image_shape, s.chunk)
+        evaluator = SNNEvaluator(snn, ann, s.T, image_shape, s.chunk, ann_key)
         trainer = self.make_trainer()
         started = time.perf_counter()
         trainer.test(evaluator, datamodule=data, verbose=False)

@@ -112,6 +112,14 @@ def conversion_settings(cfg: DictConfig) -> ConversionSettings:
     )
 
 
+def ann_identity(cfg: DictConfig, checkpoint_sha256: str | None) -> str | None:
+    """The loaded ANN's weights (its checkpoint's sha256) and architecture (the model config),
+    under which a process keeps its test predictions for the next job; None if unknown."""
+    if checkpoint_sha256 is None:
+        return None
+    return f"{checkpoint_sha256}|{json.dumps(OmegaConf.to_container(cfg.model, resolve=True), sort_keys=True)}"
+
+
 def finished_results(cfg: DictConfig, path: Path) -> dict[str, Any] | None:
     """The results at `path` if they were computed for this same config (skip_done aside)."""
     if not path.exists():
@@ -178,7 +186,7 @@ def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
         ann_s = time.perf_counter() - started - conversion.seconds  # without fit's conversion
         log.info("%s the ANN (%.1f s): %s", origin, ann_s, ann["checkpoint"])
         if not ann["trained"]:
-            conversion.run(module.model, data)
+            conversion.run(module.model, data, ann_identity(cfg, ann["checkpoint_sha256"]))
         snn = dict(conversion.results)
         timings = snn.pop("timings")
         ann_acc = snn.pop("ann_acc")  # measured in the SNN's test pass, on the same images
