@@ -87,7 +87,9 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
     (Conv2d: C_out·H_out·W_out·(C_in/groups)·kH·kW; Linear: in·out).
 
     ``input_shape``: one sample's shape, e.g. (3, 32, 32).  Runs one forward of a zero
-    input of batch 1 (for a ``SpikingNetwork``, T = 1) in eval mode.
+    input of batch 1 in eval mode; for a ``SpikingNetwork``, the conversion's graph walk
+    (``value_units``: the same layers on the same shapes, neurons and pools not stepped, so
+    no simulation kernel is run or compiled for batch 1).
     """
     root = model.net if isinstance(model, SpikingNetwork) else model
     macs: dict[str, int] = {}
@@ -105,7 +107,7 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
     model.eval()
     try:
         with torch.no_grad():
-            model(x, T=1) if isinstance(model, SpikingNetwork) else model(x)
+            value_units(root, x) if isinstance(model, SpikingNetwork) else model(x)
     finally:
         model.train(training)
         for h in handles:
