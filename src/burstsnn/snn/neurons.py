@@ -70,7 +70,8 @@ class BurstNeuron(nn.Module):
         """x: input current ``[T, B, ...]`` -> output ``[T, B, ...]`` = s·θ."""
         theta = self.threshold
         if self.v is None:
-            self.v = torch.zeros_like(x[0]) + self.v_init * theta
+            dtype = torch.promote_types(x.dtype, theta.dtype)
+            self.v = torch.empty_like(x[0], dtype=dtype).copy_(self.v_init * theta)  # one pass, x's layout
         self.num_neurons = x[0, 0].numel()
         out = torch.empty_like(x)
         soft = self.reset_mode == "soft"
