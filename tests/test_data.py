@@ -326,16 +326,22 @@ def test_real_fashion_mnist() -> None:
     check_batch(dm, dm.test_dataloader(), 1, 10, 16)
 
 
-def test_gunzipped_idx_files_are_reread_when_they_change(tmp_path: Path) -> None:
-    """The in-memory cache of gunzipped files (a sweep's jobs share one process) never serves a
-    file's old contents: a rewritten file is read again, and a corrupt one is an error."""
-    from burstsnn.ann.datasets import IDX_LABELS_MAGIC, read_idx
-
-    path = tmp_path / "labels.gz"
-    path.write_bytes(gzip.compress(idx_bytes(np.array([1, 2, 3], dtype=np.uint8))))
-    assert read_idx(path, IDX_LABELS_MAGIC).tolist() == [1, 2, 3]
-    path.write_bytes(gzip.compress(idx_bytes(np.array([4, 5], dtype=np.uint8))))
-    assert read_idx(path, IDX_LABELS_MAGIC).tolist() == [4, 5]
-    path.write_bytes(b"not gzip at all")
-    with pytest.raises(DatasetError, match="labels.gz: cannot read"):
-        read_idx(path, IDX_LABELS_MAGIC)
+@pytest.mark.parametrize("pipeline", ["batched", "per_sample"])
+def test_image_tensors_are_kept_for_the_next_job_until_a_file_changes(tmp_path: Path, pipeline: str) -> None:
+    """The jobs of a sweep share one process: a second data module on the same files reuses the
+    loaded (and, batched, resized) tensors; a rewritten file is read again, a corrupt one is an error."""
+    root = tmp_path / "fm"
+    make_idx_dataset(root, n_train=40, n_test=20, seed=0)
+    first = module("fashion_mnist", root, val_size=4, pipeline=pipeline)
+    again = module("fashion_mnist", root, val_size=4, pipeline=pipeline)
+    images = first.test_set.base.tensors[0] if pipeline == "per_sample" else first.test_set.images
+    assert images is (again.test_set.base.tensors[0] if pipeline == "per_sample" else again.test_set.images)
+    assert images.shape[-1] == (32 if pipeline == "batched" else 28)
+    before = next(iter(first.test_dataloader()))[0]
+    make_idx_dataset(root, n_train=40, n_test=24, seed=1)  # the same names, other contents
+    changed = module("fashion_mnist", root, val_size=4, pipeline=pipeline)
+    assert len(changed.test_set) == 24 and not torch.equal(next(iter(changed.test_dataloader()))[0], before)
+    labels = next(root.glob("t10k-labels*"))
+    labels.write_bytes(b"not an IDX file at all")
+    with pytest.raises(DatasetError, match="t10k-labels"):
+        module("fashion_mnist", root, val_size=4, pipeline=pipeline)

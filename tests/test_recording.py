@@ -75,9 +75,9 @@ def test_a_recording_over_the_memory_bound_is_not_kept(monkeypatch):
 def test_lambda_rules_read_rows_kept_with_the_recording_and_give_a_fresh_conversions_thresholds():
     x = torch.randn(16, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     ann = ready(SmallCNN(), x)
-    trials = [dict(p=99.0), dict(p=99.7, channel_wise=True), dict(lambda_rule="mse", gamma=3),
-              dict(lambda_rule="mse", gamma=5, channel_wise=True, v_init=0.5, theta_scale="1/gamma"),
-              dict(p=98.5, channel_wise=True), dict(lambda_rule="mse", gamma=2, channel_wise=True)]
+    trials = [{"p": 99.0}, {"p": 99.7, "channel_wise": True}, {"lambda_rule": "mse", "gamma": 3},
+              {"lambda_rule": "mse", "gamma": 5, "channel_wise": True, "v_init": 0.5, "theta_scale": "1/gamma"},
+              {"p": 98.5, "channel_wise": True}, {"lambda_rule": "mse", "gamma": 2, "channel_wise": True}]
     recording.forget()
     reused = [convert(ann, [(x, None)], **knobs).thresholds() for knobs in trials]
     kept = recording._last[1]  # the recording every conversion above read

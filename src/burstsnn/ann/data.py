@@ -9,8 +9,8 @@ training loader yields uint8 batches, augmented and normalised on the training d
 
 from __future__ import annotations
 
+import functools
 import logging
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,28 @@ def to_size(image_size: int, source_size: int | None) -> list[Any]:
     if source_size > image_size:
         return [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
     return []
+
+
+def _files_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """Name, size and mtime of every file in ``folder``: what ``_image_tensors`` is keyed by."""
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir()))
+
+
+@functools.lru_cache(maxsize=4)
+def _image_tensors(folder: Path, name: str, train: bool, num_classes: int, image_size: int | None,
+                   stamp: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split of a tensor data set: images ``[N, C, s, s]`` uint8 (brought to ``image_size``
+    with ``to_size`` unless it is None) and labels ``[N]`` int64. Kept for the next jobs of the
+    process (a sweep's) while ``stamp`` (``_files_stamp``) is unchanged; nothing modifies them."""
+    if name in ("cifar10", "cifar100"):
+        images, labels = load_cifar_split(folder, name, train, num_classes)
+    else:
+        images, labels = load_idx_split(folder, train, num_classes)
+    if images.shape[-1] != images.shape[-2]:
+        raise DatasetError(f"{folder}: images are {tuple(images.shape[-2:])}, expected square")
+    for step in to_size(image_size, images.shape[-1]) if image_size is not None else ():
+        images = step(images)
+    return images, labels
 
 
 def build_transform(
@@ -257,16 +279,13 @@ class ImageDataModule(pl.LightningDataModule):
 
     # -- datasets ------------------------------------------------------------------
     def _load(self, folder: Path, train: bool) -> tuple[Dataset, int | None]:
-        """(base data set of (image, label), source image size or None for PIL)."""
+        """(base data set of (image, label), source image size or None for PIL). For
+        ``pipeline="batched"`` the images come at the network's size already (``to_size``)."""
         n_cls = self._num_classes
         if self.name == "imagenet":
             return load_image_folder(folder / ("train" if train else "val"), n_cls), None
-        if self.name in ("cifar10", "cifar100"):
-            images, labels = load_cifar_split(folder, self.name, train, n_cls)
-        else:
-            images, labels = load_idx_split(folder, train, n_cls)
-        if images.shape[-1] != images.shape[-2]:
-            raise DatasetError(f"{folder}: images are {tuple(images.shape[-2:])}, expected square")
+        size = self.image_size if self.pipeline == "batched" else None
+        images, labels = _image_tensors(folder, self.name, train, n_cls, size, _files_stamp(folder))
         return TensorDataset(images, labels), images.shape[-1]
 
     def setup(self, stage: str | None = None) -> None:
@@ -296,7 +315,7 @@ class ImageDataModule(pl.LightningDataModule):
             n_test = min(n_test, self.limit_test_samples)
 
         if self.pipeline == "batched":
-            self._batched_sets(train_base, test_base, train_hw, test_hw, train_idx, val_idx, n_test)
+            self._batched_sets(train_base, test_base, train_idx, val_idx, n_test)
         else:
             self._per_sample_sets(train_base, test_base, train_hw, test_hw, train_idx, val_idx, n_test)
 
@@ -315,15 +334,11 @@ class ImageDataModule(pl.LightningDataModule):
             test_tf = build_transform(self.spec, s, test_hw, False)
             self.test_set = _Transformed(test_base, torch.arange(n_test), test_tf)
 
-    def _batched_sets(self, train_base: TensorDataset, test_base: TensorDataset, train_hw: int, test_hw: int,
+    def _batched_sets(self, train_base: TensorDataset, test_base: TensorDataset,
                       train_idx: torch.Tensor, val_idx: torch.Tensor, n_test: int) -> None:
         """The four splits as batches cut from one uint8 tensor per file (``BatchedImages``), each
-        file brought to the network's size at once (``to_size``)."""
+        file at the network's size already (``_load``)."""
         (train_images, train_labels), (test_images, test_labels) = train_base.tensors, test_base.tensors
-        for step in to_size(self.image_size, train_hw):
-            train_images = step(train_images)
-        for step in to_size(self.image_size, test_hw):
-            test_images = step(test_images)
         stats = self.spec.mean, self.spec.std
         self.train_set = BatchedImages(train_images, train_labels, train_idx, *stats, augment=True)
         self.val_set = BatchedImages(train_images, train_labels, val_idx, *stats, augment=False)

@@ -7,7 +7,6 @@ that names the file (or folder) and, for a missing data set, the fix.
 
 from __future__ import annotations
 
-import functools
 import gzip
 import io
 import pickle
@@ -25,23 +24,14 @@ IDX_IMAGES_MAGIC = 0x00000803
 
 
 def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when the name ends in ``.gz`` (the last few gunzipped
-    files are kept in memory: the jobs of a sweep run in one process, and gunzipping
-    Fashion-MNIST cost each job 0.35 s)."""
+    """The file's bytes, gunzipped when the name ends in ``.gz``."""
     try:
         if path.suffix == ".gz":
-            stat = path.stat()
-            return _gunzip(path.resolve(), stat.st_size, stat.st_mtime_ns)
+            with gzip.open(path, "rb") as f:
+                return f.read()
         return path.read_bytes()
     except (OSError, EOFError, zlib.error) as e:
         raise DatasetError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
-
-
-@functools.lru_cache(maxsize=4)
-def _gunzip(path: Path, size: int, mtime_ns: int) -> bytes:
-    """``path`` gunzipped; ``size`` and ``mtime_ns`` key the cache (a changed file is read again)."""
-    with gzip.open(path, "rb") as f:
-        return f.read()
 
 
 def read_idx(path: str | Path, magic: int) -> torch.Tensor:

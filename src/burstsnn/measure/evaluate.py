@@ -12,7 +12,6 @@ from torch import Tensor, nn
 from burstsnn.measure.metrics import SNNMetrics
 from burstsnn.snn.network import SpikingNetwork
 
-
 # The ANN's predicted classes per (ANN key, batch digest), kept across the jobs of a process.
 _kept_predictions: dict[tuple[str, str], Tensor] = {}
 KEPT_BATCHES = 4096  # at most this many batches are kept (then the oldest go)
