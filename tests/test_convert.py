@@ -52,12 +52,14 @@ def test_percentile_matches_numpy(p):
     x = torch.relu(torch.randn(10_001, generator=torch.Generator().manual_seed(1)))
     expected = np.percentile(x.double().numpy(), p, method="linear")
     assert percentile(x, p).item() == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert percentile(x.sort().values, p, is_sorted=True).item() == percentile(x, p).item()
 
 
 def test_percentile_per_row_matches_numpy():
     x = torch.randn(4, 999, generator=torch.Generator().manual_seed(2))
     expected = np.percentile(x.double().numpy(), 99.9, axis=1, method="linear")
     assert np.allclose(percentile(x, 99.9, dim=1).numpy(), expected, rtol=1e-12)
+    assert torch.equal(percentile(x.sort(1).values, 99.9, dim=1, is_sorted=True), percentile(x, 99.9, dim=1))
 
 
 def test_percentile_beyond_torch_quantile_limit():

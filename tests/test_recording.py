@@ -82,7 +82,7 @@ def test_lambda_rules_read_rows_kept_with_the_recording_and_give_a_fresh_convers
     reused = [convert(ann, [(x, None)], **knobs).thresholds() for knobs in trials]
     kept = recording._last[1]  # the recording every conversion above read
     assert {key[:1] + key[2:] for key in kept.derived} == {  # each rule's rows were kept and read
-        ("rows", False), ("rows", True), ("mse", False), ("mse", True)}
+        ("sorted", False), ("sorted", True), ("mse", False), ("mse", True)}
     for knobs, thresholds in zip(trials, reused):
         recording.forget()
         fresh = convert(ann, [(x, None)], **knobs).thresholds()

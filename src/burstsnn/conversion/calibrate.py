@@ -16,11 +16,12 @@ from burstsnn.conversion.recording import Recording, channel_rows
 from burstsnn.errors import ConversionError
 
 
-def percentile(x: Tensor, p: float, dim: int | None = None) -> Tensor:
+def percentile(x: Tensor, p: float, dim: int | None = None, *, is_sorted: bool = False) -> Tensor:
     """p-th percentile (0 ≤ p ≤ 100) of ``x``, equal to ``numpy.percentile(method="linear")``.
 
     Exact for any size (uses ``kthvalue``, not ``torch.quantile``, which refuses
-    inputs above 16M elements).  ``dim=None``: over all elements (a 0-d tensor);
+    inputs above 16M elements; with ``is_sorted``, x is sorted along ``dim`` already and the
+    two neighbours are read off).  ``dim=None``: over all elements (a 0-d tensor);
     otherwise along ``dim`` (that dim is removed).  Interpolated in float64 (the two
     neighbours are picked in x's own dtype: the same values).
     """
@@ -31,11 +32,15 @@ def percentile(x: Tensor, p: float, dim: int | None = None) -> Tensor:
     rank = p / 100.0 * (n - 1)
     lo = int(rank)
     hi = min(lo + 1, n - 1)
-    v_lo = torch.kthvalue(x, lo + 1, dim=dim).values.to(torch.float64)
+
+    def smallest(k: int) -> Tensor:  # the (k+1)-th smallest along dim, in float64
+        value = x.select(dim, k) if is_sorted else torch.kthvalue(x, k + 1, dim=dim).values
+        return value.to(torch.float64)
+
+    v_lo = smallest(lo)
     if hi == lo:
         return v_lo
-    v_hi = torch.kthvalue(x, hi + 1, dim=dim).values.to(torch.float64)
-    return v_lo + (v_hi - v_lo) * (rank - lo)
+    return v_lo + (smallest(hi) - v_lo) * (rank - lo)
 
 
 # The "mse" rule tries λ = max·k/MSE_CANDIDATES, k = 1..MSE_CANDIDATES (max over all of a
@@ -138,13 +143,16 @@ def _layer_lambda(
 ) -> Tensor:
     """λ of the layer's recorded outputs ``[N, C, ...]``, a scalar or (channel_wise) ``[C, 1, ...]``,
     broadcastable to [B, C, ...]: the p-th percentile, or (``mse_step`` given) the λ that
-    ``mse_step`` quantises best. The rows (and the mse sample) are kept with the recording."""
-    rows = _derived(recording, ("rows", name, channel_wise), lambda: _layer_rows(recording, name, channel_wise))
+    ``mse_step`` quantises best. What the rule reads of the rows (sorted, or the mse rule's
+    sample) is kept with the recording for the next conversion."""
+    def rows() -> Tensor:
+        return _layer_rows(recording, name, channel_wise)
+
     if mse_step is not None:
-        sample = _derived(recording, ("mse", name, channel_wise), lambda: MseSample.of(rows))
-        lam = mse_lambda(sample, mse_step)
+        lam = mse_lambda(_derived(recording, ("mse", name, channel_wise), lambda: MseSample.of(rows())), mse_step)
     else:
-        lam = percentile(rows, p, dim=1)
+        ordered = _derived(recording, ("sorted", name, channel_wise), lambda: rows().sort(1).values)
+        lam = percentile(ordered, p, dim=1, is_sorted=True)
     spatial = recording.outputs[name].dim() - 2
     lam = lam.view(-1, *([1] * spatial)) if channel_wise else lam.reshape(())
     lam = lam.to(torch.get_default_dtype())
