@@ -158,8 +158,8 @@ class SNNMetrics(nn.Module):
     ``MetricCollection`` (one update feeds each metric what its ``update`` takes; states
     move with the module and sum across DDP ranks).
 
-    ``input_shape``: one sample's shape, for the ANN's MACs (one dummy forward of ``snn``,
-    T = 1) and the graph walk that tells which layers spikes reach.
+    ``input_shape``: one sample's shape, for the graph walk that gives the ANN's MACs and
+    tells which layers spikes reach (``count_macs``, ``synaptic_layers``).
     Usage::
 
         with metrics.attach(snn):
