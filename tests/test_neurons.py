@@ -167,3 +167,17 @@ def test_spike_count_is_the_exact_total(gamma):
     total = neuron.spike_count()
     assert total.dtype == torch.float64 and total.shape == ()
     assert total.item() == int(neuron.spikes.to(torch.int64).sum()) > 0
+
+
+def test_spike_counter_widens_before_it_could_overflow():
+    """Counts start in uint8 and move to float32 (keeping them) before a call could pass 255."""
+    neuron = BurstNeuron(0.1, gamma=5)
+    neuron.record = True
+    x = torch.full((60, 2, 3), 10.0)  # 5 spikes per step and neuron
+    neuron(x[:50])  # 250 ≤ 255
+    assert neuron.spikes.dtype == torch.uint8 and neuron.spikes.eq(250).all()
+    neuron(x[50:51])  # 255
+    assert neuron.spikes.dtype == torch.uint8
+    neuron(x[51:])  # 300 > 255: widened first
+    assert neuron.spikes.dtype == torch.float32 and neuron.spikes.eq(300).all()
+    assert neuron.spike_count().item() == 300 * 6

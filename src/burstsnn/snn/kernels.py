@@ -47,7 +47,7 @@ def burst_step(
     else:
         v.masked_fill_(s > 0, 0.0)
     if spikes is not None:
-        spikes.add_(s)
+        spikes.add_(s.to(spikes.dtype))  # whole numbers 0..Γ: exact in the counter's dtype
 
 
 def lipool_step(total: Tensor, pooled: Tensor, x: Tensor, out: Tensor, windows: Windows) -> None:

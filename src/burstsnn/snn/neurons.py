@@ -9,6 +9,9 @@ from burstsnn.rules import check
 from burstsnn.snn.kernels import fused_burst_step, sum_over_samples
 
 
+UINT8_COUNTS = 255  # the most spikes a neuron's uint8 counter holds
+
+
 class BurstNeuron(nn.Module):
     """Integrate-and-fire neuron that may emit up to ``gamma`` spikes per step.
 
@@ -26,9 +29,11 @@ class BurstNeuron(nn.Module):
 
     State: ``v`` (membrane potential ``[B, ...]``, None after ``reset()``) carries
     over between calls.  With ``record = True`` each call adds every neuron's spikes (a
-    burst of k counts k) to ``spikes`` (``[B, ...]``, float32 or wider: exact integers
-    up to 2^24, far above T·Γ), counted since the last reset; ``spike_count()`` is their
-    total.  ``num_neurons`` is the number of neurons per sample seen in the last call.
+    burst of k counts k) to ``spikes`` (``[B, ...]``), counted since the last reset:
+    uint8 while no count can pass 255 (steps·Γ ≤ 255: a quarter of the memory traffic of
+    float32 in every recorded step), widened to float32 (exact up to 2^24) before a call
+    that could pass it; ``spike_count()`` is their total.  ``num_neurons`` is the number of
+    neurons per sample seen in the last call.
     """
 
     def __init__(
@@ -75,10 +80,14 @@ class BurstNeuron(nn.Module):
         self.num_neurons = x[0, 0].numel()
         out = torch.empty_like(x)
         soft = self.reset_mode == "soft"
-        if self.record and self.spikes is None:
-            self.spikes = torch.zeros_like(self.v, dtype=torch.promote_types(self.v.dtype, torch.float32))
-        spikes = self.spikes if self.record else None
-        self.recorded_steps += x.shape[0] if self.record else 0
+        spikes = None
+        if self.record:
+            steps = self.recorded_steps + x.shape[0]
+            if self.spikes is None:
+                self.spikes = torch.zeros_like(self.v, dtype=torch.uint8)
+            if self.spikes.dtype == torch.uint8 and steps * self.gamma > UINT8_COUNTS:
+                self.spikes = self.spikes.to(torch.promote_types(self.v.dtype, torch.float32))
+            spikes, self.recorded_steps = self.spikes, steps
         for t in range(x.shape[0]):
             fused_burst_step(self.v, x[t], theta, self.gamma, out[t], soft, spikes)
         return out
@@ -89,9 +98,11 @@ class BurstNeuron(nn.Module):
         if self.spikes is None:
             raise RuntimeError("no spikes recorded: set record = True before the forward")
         spikes = self.spikes
-        if spikes.dtype == torch.float32 and spikes.shape[0] * self.recorded_steps * self.gamma < 2**24:
-            # Summed over the batch first, in float32 (4x faster than summing all in float64):
-            # every partial sum is an integer ≤ B·steps·Γ < 2^24, so exact.
+        if spikes.dtype == torch.uint8 or (
+            spikes.dtype == torch.float32 and spikes.shape[0] * self.recorded_steps * self.gamma < 2**24
+        ):
+            # Summed over the batch first (in int64, or in float32, 4x faster than summing all in
+            # float64: every partial sum is an integer ≤ B·steps·Γ < 2^24, so exact).
             return sum_over_samples(spikes.unsqueeze(0)).sum(dtype=torch.float64)
         return spikes.sum(dtype=torch.float64)
 
