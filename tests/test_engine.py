@@ -292,3 +292,19 @@ def test_fused_kernels_compiled_on_tiny_tensors_still_use_every_thread():
     with torch.inference_mode():
         _, sources = run_and_get_code(kernels.fused_burst_step.compiled, v, x, torch.tensor(0.5), 3, out, True, spikes)
     assert sources and all("#pragma omp parallel" in source for source in sources)
+
+
+def test_per_layer_and_per_channel_thresholds_share_one_compiled_step(monkeypatch):
+    """A per-layer θ reaches the fused step as one θ per channel: no second compilation."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(kernels.Fused, "enabled", True)
+    torch._dynamo.reset()
+    counters.clear()
+    x = torch.rand(2, 3, 4, 5, 5, generator=torch.Generator().manual_seed(0))
+    per_channel, per_layer = BurstNeuron(torch.full((4, 1, 1), 0.3), gamma=2), BurstNeuron(0.3, gamma=2)
+    expected = per_channel(x)
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs >= 1
+    assert torch.equal(per_layer(x), expected) and torch.equal(per_layer.v, per_channel.v)
+    assert counters["stats"]["unique_graphs"] == graphs

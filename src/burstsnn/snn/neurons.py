@@ -88,6 +88,10 @@ class BurstNeuron(nn.Module):
             if self.spikes.dtype == torch.uint8 and steps * self.gamma > UINT8_COUNTS:
                 self.spikes = self.spikes.to(torch.promote_types(self.v.dtype, torch.float32))
             spikes, self.recorded_steps = self.spikes, steps
+        if theta.dim() == 0 and x.dim() >= 3:
+            # One θ per channel, all equal: the fused step compiled for per-channel θ serves
+            # per-layer θ too (one compilation fewer per process; the same numbers).
+            theta = theta.expand(x.shape[2], *[1] * (x.dim() - 3)).contiguous()
         for t in range(x.shape[0]):
             fused_burst_step(self.v, x[t], theta, self.gamma, out[t], soft, spikes)
         return out
