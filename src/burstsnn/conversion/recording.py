@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-# Recordings larger than this (bytes of outputs) are not kept after the conversion.
+# Recordings larger than this (bytes of outputs) are not kept after the conversion (what the λ
+# rules keep with a kept one, its rows sorted per layout, can add up to twice as much).
 MEMO_BYTES = 2 << 30
 
 
