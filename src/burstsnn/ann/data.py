@@ -103,7 +103,7 @@ def to_size(image_size: int, source_size: int | None) -> list[Any]:
 
 def _files_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
     """Name, size and mtime of every file in ``folder``: what ``_image_tensors`` is keyed by."""
-    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir()))
+    return tuple((p.name, (st := p.stat()).st_size, st.st_mtime_ns) for p in sorted(folder.iterdir()))
 
 
 @functools.lru_cache(maxsize=4)

@@ -8,8 +8,7 @@ from torch import Tensor, nn
 from burstsnn.rules import check
 from burstsnn.snn.kernels import fused_burst_step, sum_over_samples
 
-
-UINT8_COUNTS = 255  # the most spikes a neuron's uint8 counter holds
+UINT8_COUNTS = torch.iinfo(torch.uint8).max  # the most spikes a neuron's uint8 counter holds (255)
 
 
 class BurstNeuron(nn.Module):
