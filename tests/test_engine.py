@@ -133,6 +133,40 @@ def test_engine_matches_reference(case, chunk, compiled):
     assert_identical(engine, expected, step_by_step=snn.last_chunk == 1)
 
 
+def test_neurons_feeding_an_lipool_alone_run_it_unless_a_hook_watches(case, monkeypatch):
+    """Such a neuron adds its spikes to the pool's cumulative input in its own step and returns
+    the pool's output; a hook on the neuron or the pool makes the two run apart (it sees s·θ).
+    Outputs, spikes and pool states equal the reference both ways."""
+    snn, x, expected = case
+    neurons, pools = dict(snn.neurons()), dict(snn.pools())
+    pool_after = {node.target: users[0].target for node in snn.net.graph.nodes
+                  if node.target in neurons and len(users := list(node.users)) == 1 and users[0].target in pools}
+    assert pool_after  # SmallCNN: both neurons (2×2 and padded 3×3/2 windows); ResidualCNN: the last one
+    snn(x, 1)
+    linked = [(name, n.feeds[0]) for name, n in neurons.items() if n.feeds]
+    assert [name for name, _ in linked] == list(pool_after)
+    assert all(pool is pools[pool_after[name]] for name, pool in linked)
+    ran = []
+    accept = LIPool.accept
+    monkeypatch.setattr(LIPool, "accept", lambda pool: (ran.append(pool), accept(pool)))
+    assert_identical(simulate(snn, x, T, None), expected)
+    assert {id(p) for p in ran} == {id(p) for _, p in linked} and len(ran) == T * len(linked)
+
+    name, _ = linked[0]
+    neuron, pool = snn.net.get_submodule(name), snn.net.get_submodule(pool_after[name])  # MultiSteps
+    for watch in (lambda seen: neuron.register_forward_hook(lambda m, i, o: seen.append(o.shape[1:])),
+                  lambda seen: pool.register_forward_pre_hook(lambda m, i: seen.append(i[0].shape[1:]))):
+        ran.clear()
+        seen = []
+        handle = watch(seen)
+        try:
+            assert_identical(simulate(snn, x, T, None), expected)
+        finally:
+            handle.remove()
+        assert seen == [neurons[name].v.shape[1:]] * T  # the neuron's [C, H, W], not the pool's
+        assert {id(p) for p in ran} == {id(p) for _, p in linked[1:]}
+
+
 def test_auto_chunk_is_step_by_step_on_cpu(case):
     snn, x, expected = case
     assert_identical(simulate(snn, x, T, None), expected)
@@ -253,7 +287,7 @@ def test_fused_kernels_run_compiled_on_cpu(case, monkeypatch):
     """With compiling enabled (the default), CPU steps never fall back to eager ops."""
     snn, x, expected = case
     eager_calls = []
-    for fused in (kernels.fused_burst_step, kernels.fused_lipool_step):
+    for fused in (kernels.fused_burst_step, kernels.fused_lipool_output):
         monkeypatch.setattr(fused, "eager", lambda *args: eager_calls.append(args))
     monkeypatch.setattr(kernels.Fused, "enabled", True)
     assert_identical(simulate(snn, x, T, None), expected)
@@ -271,11 +305,11 @@ def test_failed_compilation_warns_once_and_runs_eagerly(monkeypatch):
     v1, v2, out1, out2 = torch.zeros(3, 4), torch.zeros(3, 4), torch.empty(3, 4), torch.empty(3, 4)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fused(v1, x[0], torch.tensor(0.5), 3, out1, True, None)
-        fused(v1, x[1], torch.tensor(0.5), 3, out1, True, spikes1 := torch.zeros(3, 4))
+        fused(v1, x[0], torch.tensor(0.5), 3, out1, True, None, None)
+        fused(v1, x[1], torch.tensor(0.5), 3, out1, True, spikes1 := torch.zeros(3, 4), None)
     assert ["torch.compile failed for burst_step" in str(w.message) for w in caught] == [True]
-    kernels.burst_step(v2, x[0], torch.tensor(0.5), 3, out2, True, None)
-    kernels.burst_step(v2, x[1], torch.tensor(0.5), 3, out2, True, spikes2 := torch.zeros(3, 4))
+    kernels.burst_step(v2, x[0], torch.tensor(0.5), 3, out2, True, None, None)
+    kernels.burst_step(v2, x[1], torch.tensor(0.5), 3, out2, True, spikes2 := torch.zeros(3, 4), None)
     assert torch.equal(out1, out2) and torch.equal(v1, v2) and torch.equal(spikes1, spikes2)
     assert fused.failed
 
@@ -290,7 +324,7 @@ def test_fused_kernels_compiled_on_tiny_tensors_still_use_every_thread():
     torch._dynamo.reset()  # compile here, not from an earlier test's graph (the on-disk cache still holds)
     v, x, out, spikes = torch.zeros(2, 3), torch.rand(2, 3), torch.empty(2, 3), torch.zeros(2, 3)
     with torch.inference_mode():
-        _, sources = run_and_get_code(kernels.fused_burst_step.compiled, v, x, torch.tensor(0.5), 3, out, True, spikes)
+        _, sources = run_and_get_code(kernels.fused_burst_step.compiled, v, x, torch.tensor(0.5), 3, out, True, spikes, None)
     assert sources and all("#pragma omp parallel" in source for source in sources)
 
 

@@ -1,5 +1,5 @@
-"""One simulation step of a neuron or an LIPool, fused into one kernel on CPU (and
-``sum_over_samples``, the batch sum the spike counters share).
+"""One simulation step of a neuron or an LIPool's output, fused into one kernel on CPU
+(and ``sum_over_samples``, the batch sum the spike counters share).
 
 Each step is a handful of elementwise ops on a ``[B, ...]`` state; run one by one,
 every op streams the (cache-sized or larger) tensors from memory again.
@@ -28,36 +28,50 @@ from burstsnn.graph_ops import Windows, window_max
 
 
 def burst_step(
-    v: Tensor, x: Tensor, theta: Tensor, gamma: int, out: Tensor, soft: bool, spikes: Tensor | None
+    v: Tensor,
+    x: Tensor,
+    theta: Tensor,
+    gamma: int,
+    out: Tensor | None,
+    soft: bool,
+    spikes: Tensor | None,
+    total: Tensor | None,
 ) -> None:
     """One step of a burst neuron, in place.
 
-    v, x, out: ``[B, ...]`` membrane potential (updated), input current, output
-    (written: s·θ); θ broadcasts against them.  V += x; s = clamp(⌊V/θ⌋, 0, Γ);
-    out = s·θ; then soft reset V -= s·θ, or hard reset V = 0 where s > 0.  ``spikes``
-    (``[B, ...]``, or None): each neuron's spike count so far, += s in the same pass (a
-    sum over the neurons here would cost a second pass over the tensors: it doubled the
-    step's time in the fused kernel).
+    v, x: ``[B, ...]`` membrane potential (updated) and input current; θ broadcasts
+    against them.  V += x; s = clamp(⌊V/θ⌋, 0, Γ); then soft reset V -= s·θ, or hard
+    reset V = 0 where s > 0.  The output s·θ goes to ``out`` (``[B, ...]``, written) and/or
+    is added to ``total`` (``[B, ...]``: the cumulative input of the LIPool that this
+    neuron feeds alone, so the output itself need not be written and read back); either
+    may be None.  ``spikes`` (``[B, ...]``, or None): each neuron's spike count so far,
+    += s in the same pass (a sum over the neurons here would cost a second pass over the
+    tensors: it doubled the step's time in the fused kernel).
     """
     v.add_(x)
     s = torch.floor(v / theta).clamp_(0, gamma)
-    out.copy_(s * theta)
+    current = s * theta
+    if out is not None:
+        out.copy_(current)
     if soft:
-        v.sub_(out)
+        v.sub_(current)
     else:
         v.masked_fill_(s > 0, 0.0)
     if spikes is not None:
         spikes.add_(s.to(spikes.dtype))  # whole numbers 0..Γ: exact in the counter's dtype
+    if total is not None:
+        total.add_(current.to(total.dtype))  # as if added from an output of total's dtype
 
 
-def lipool_step(total: Tensor, pooled: Tensor, x: Tensor, out: Tensor, windows: Windows) -> None:
-    """One LIPool step, in place: C(t) = C(t-1) + x; out = maxpool C(t) − maxpool C(t-1).
+def lipool_output(total: Tensor, pooled: Tensor, out: Tensor, windows: Windows) -> None:
+    """One LIPool output, in place, once this step's input is in the cumulative input
+    C(t): out = maxpool C(t) − maxpool C(t-1) (paper Eq. 12 in closed form).
 
-    total, x: ``[B, C, H, W]`` cumulative input (updated) and this step's input;
-    pooled, out: ``[B, C, H', W']`` maxpool of the cumulative input (updated) and the
-    output (written); ``windows``: as in ``burstsnn.graph_ops.window_max``.
+    total: ``[B, C, H, W]`` cumulative input C(t); pooled, out: ``[B, C, H', W']`` maxpool
+    of the cumulative input (updated from C(t-1) to C(t)) and the output (written);
+    ``windows``: as in ``burstsnn.graph_ops.window_max``.  (Adding the input to C in this
+    kernel too made Inductor's pooling loop 2-3× slower than a separate add.)
     """
-    total.add_(x)
     m = window_max(total, windows)
     out.copy_(m - pooled)
     pooled.copy_(m)
@@ -106,4 +120,4 @@ class Fused:
 
 
 fused_burst_step = Fused(burst_step)
-fused_lipool_step = Fused(lipool_step)
+fused_lipool_output = Fused(lipool_output)

@@ -7,11 +7,12 @@ from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, fx, nn
+from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 from burstsnn.graph_ops import IN_PLACE_METHODS, VIEW_FUNCTIONS, VIEW_METHODS
 from burstsnn.rules import check
 from burstsnn.snn.neurons import BurstNeuron
-from burstsnn.snn.pooling import SpikingPool
+from burstsnn.snn.pooling import LIPool, SpikingPool
 
 
 class MultiStep(nn.Module):
@@ -29,6 +30,38 @@ class MultiStep(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         y = self.module(x.view(self.steps, -1, *x.shape[1:]))
         return y.flatten(0, 1)
+
+
+def _neurons_feeding_a_pool_alone(gm: fx.GraphModule) -> list[tuple[MultiStep, MultiStep]]:
+    """(neuron, LIPool) pairs of ``gm``'s modules, each called once, where the pool is the only
+    user of the neuron's output."""
+    calls: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    pairs = []
+    for node in gm.graph.nodes:
+        if node.op != "call_module" or calls[node.target] != 1 or len(node.users) != 1:
+            continue
+        (user,) = node.users
+        if user.op != "call_module" or calls[user.target] != 1 or user.args != (node,) or user.kwargs:
+            continue
+        neuron, pool = gm.get_submodule(node.target), gm.get_submodule(user.target)
+        if (isinstance(neuron, MultiStep) and isinstance(neuron.module, BurstNeuron)
+                and isinstance(pool, MultiStep) and isinstance(pool.module, LIPool)):
+            pairs.append((neuron, pool))
+    return pairs
+
+
+def _watched(neuron: MultiStep, pool: MultiStep) -> bool:
+    """Whether a hook may look at what passes from ``neuron`` to ``pool``: a forward hook of
+    the neuron, any forward hook of the pool (each module or its MultiStep), or a global one."""
+    return bool(
+        _global_forward_hooks or _global_forward_pre_hooks
+        or neuron._forward_hooks or neuron.module._forward_hooks
+        or pool._forward_hooks or pool.module._forward_hooks
+        or pool._forward_pre_hooks or pool.module._forward_pre_hooks
+    )
 
 
 def _repeat(value: object, steps: int, fresh: bool) -> object:
@@ -166,6 +199,7 @@ class SpikingNetwork(nn.Module):
         self.net = graph.to(memory_format=torch.channels_last)
         stateful = {name for name, m in graph.named_modules() if isinstance(m, MultiStep)}
         self._stepped = [m for name, m in graph.named_modules() if isinstance(m, MultiStep)]
+        self._pooling_neurons = _neurons_feeding_a_pool_alone(graph)
         # Not registered as submodules: they share graph's modules.
         *self._parts, self._fresh = _split(graph, stateful)
         self.memory_budget: int | None = None
@@ -225,6 +259,8 @@ class SpikingNetwork(nn.Module):
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         self.reset()
+        for neuron, pool in self._pooling_neurons:  # the neuron runs the pool's steps, unwatched
+            neuron.module.feeds = () if _watched(neuron, pool) else (pool.module,)
         outputs, start = [], 0
         with torch.inference_mode():
             static = prefix(x)

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from burstsnn.rules import check
 from burstsnn.snn.kernels import fused_burst_step, sum_over_samples
+from burstsnn.snn.pooling import LIPool
 
 UINT8_COUNTS = torch.iinfo(torch.uint8).max  # the most spikes a neuron's uint8 counter holds (255)
 
@@ -33,6 +34,13 @@ class BurstNeuron(nn.Module):
     float32 in every recorded step), widened to float32 (exact up to 2^24) before a call
     that could pass it; ``spike_count()`` is their total.  ``num_neurons`` is the number of
     neurons per sample seen in the last call.
+
+    ``feeds``: ``(pool,)``, the ``LIPool`` that this neuron's output goes to alone, or ``()``
+    (``SpikingNetwork`` sets it before each forward, to ``()`` while a hook watches what
+    passes between the two).  Then the neuron's output is never written: each step adds
+    s·θ to the pool's cumulative input in the same pass, and the pool's output is returned
+    instead (the pool passes it on).  Same numbers, one full-size tensor fewer written and
+    read per step.
     """
 
     def __init__(
@@ -58,6 +66,7 @@ class BurstNeuron(nn.Module):
         self.spikes: Tensor | None = None
         self.recorded_steps = 0
         self.num_neurons = 0
+        self.feeds: tuple[LIPool, ...] = ()  # in a tuple: the pool is not a submodule of the neuron
 
     def extra_repr(self) -> str:
         theta = self.threshold
@@ -71,13 +80,13 @@ class BurstNeuron(nn.Module):
         self.recorded_steps = 0
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: input current ``[T, B, ...]`` -> output ``[T, B, ...]`` = s·θ."""
+        """x: input current ``[T, B, ...]`` -> output ``[T, B, ...]`` = s·θ (or, running
+        the pool it ``feeds``, that pool's output ``[T, B, C, H', W']``)."""
         theta = self.threshold
         if self.v is None:
             dtype = torch.promote_types(x.dtype, theta.dtype)
             self.v = torch.empty_like(x[0], dtype=dtype).copy_(self.v_init * theta)  # one pass, x's layout
         self.num_neurons = x[0, 0].numel()
-        out = torch.empty_like(x)
         soft = self.reset_mode == "soft"
         spikes = None
         if self.record:
@@ -91,8 +100,18 @@ class BurstNeuron(nn.Module):
             # One θ per channel, all equal: the fused step compiled for per-channel θ serves
             # per-layer θ too (one compilation fewer per process; the same numbers).
             theta = theta.expand(x.shape[2], *[1] * (x.dim() - 3)).contiguous()
+        pool = self.feeds[0] if self.feeds else None
+        if pool is None:
+            out = torch.empty_like(x)
+            for t in range(x.shape[0]):
+                fused_burst_step(self.v, x[t], theta, self.gamma, out[t], soft, spikes, None)
+            return out
+        pool.start(x[0])
+        out = pool.outputs(x.shape[0])
         for t in range(x.shape[0]):
-            fused_burst_step(self.v, x[t], theta, self.gamma, out[t], soft, spikes)
+            fused_burst_step(self.v, x[t], theta, self.gamma, None, soft, spikes, pool.cumulative_input)
+            pool.emit(out[t])
+        pool.accept()
         return out
 
     def spike_count(self) -> Tensor:

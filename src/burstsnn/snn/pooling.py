@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from burstsnn.graph_ops import Windows, window_max
-from burstsnn.snn.kernels import fused_lipool_step
+from burstsnn.snn.kernels import fused_lipool_output
 
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
@@ -101,16 +101,48 @@ class LIPool(SpikingPool):
     out(t) = maxpool(C(t)) − maxpool(C(t−1)), the closed form of Eq. 12, for any
     kernel/stride/padding/ceil_mode that ``nn.MaxPool2d`` accepts, or adaptive windows.
     forward(x: [T, B, C, H, W]) -> [T, B, C, H', W'].
+
+    A ``BurstNeuron`` whose output goes to this pool alone may run the pool's steps itself
+    (see its ``feeds``): it adds its output to C(t) in its own step and writes the pool's
+    output (``start``, ``outputs``, ``emit``), then calls ``accept``; the next forward
+    passes its input, that output, on.
     """
 
-    def forward(self, x: Tensor) -> Tensor:
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._ran = False  # whether the neuron before ran this pool's steps of the next forward
+
+    def reset(self) -> None:
+        super().reset()
+        self._ran = False
+
+    def start(self, like: Tensor) -> None:
+        """Zero state for inputs like ``like`` ``[B, C, H, W]``, unless a run is under way."""
         if self.cumulative_input is None:
-            self.cumulative_input = torch.zeros_like(x[0])
+            self.cumulative_input = torch.zeros_like(like)
             self.cumulative_output = self.max_pool(self.cumulative_input)  # zeros [B, C, H', W']
-        total, pooled = self.cumulative_input, self.cumulative_output  # updated in place
-        out = _steps_like(pooled, x.shape[0])
+
+    def outputs(self, steps: int) -> Tensor:
+        """An empty output ``[steps, B, C, H', W']``, laid out for the next layer."""
+        return _steps_like(self.cumulative_output, steps)
+
+    def emit(self, out: Tensor) -> None:
+        """Write one step's output ``[B, C, H', W']`` once its input is in ``cumulative_input``."""
+        fused_lipool_output(self.cumulative_input, self.cumulative_output, out, self.windows)
+
+    def accept(self) -> None:
+        """The neuron feeding this pool has run its steps: the next forward gets their output."""
+        self._ran = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._ran:
+            self._ran = False
+            return x
+        self.start(x[0])
+        out = self.outputs(x.shape[0])
         for t in range(x.shape[0]):  # step by step, as in any chunking
-            fused_lipool_step(total, pooled, x[t], out[t], self.windows)
+            self.cumulative_input.add_(x[t])
+            self.emit(out[t])
         return out
 
 
