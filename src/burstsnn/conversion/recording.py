@@ -72,12 +72,17 @@ class _Hook:
         self.count += rows.shape[1]
 
 
+def tensor_bytes(tensor: Tensor) -> memoryview:
+    """The bytes of ``tensor``'s values (copied to CPU, contiguous), flat: what a digest reads."""
+    return memoryview(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+
+
 def _digest(model: nn.Module, layers: Sequence[str], inputs: Sequence[Tensor]) -> str:
     """What a recording depends on: the model's weights and buffers, the layers, the inputs."""
     h = hashlib.sha256(repr(list(layers)).encode())
     for name, tensor in itertools.chain(model.state_dict().items(), enumerate(inputs)):
         h.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(tensor_bytes(tensor))
     return h.hexdigest()
 
 

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from burstsnn.conversion.recording import tensor_bytes
 from burstsnn.measure.metrics import SNNMetrics
 from burstsnn.snn.network import SpikingNetwork
 
@@ -56,7 +57,7 @@ class SNNEvaluator(pl.LightningModule):
         from an earlier evaluator with the same `ann_key` that ran it on the same images."""
         key = None
         if self.ann_key is not None:
-            digest = hashlib.blake2b(x.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+            digest = hashlib.blake2b(tensor_bytes(x))
             setting = f"{self.ann_key}|{x.device.type}|{x.dtype}|{tuple(x.shape)}|{torch.get_num_threads()}"
             key = (setting, digest.hexdigest())
             if key in _kept_predictions:
