@@ -11,7 +11,7 @@ import burstsnn
 
 PACKAGE = Path(burstsnn.__file__).parent
 # Modules at the bottom, which every station may use.
-BASE = {"errors", "atomic", "rules", "graph_ops", "activations"}
+BASE = {"errors", "atomic", "rules", "graph_ops", "activations", "heap"}
 # Station -> the stations it may import (besides itself and the base). The flow:
 # config -> ANN -> conversion -> SNN -> metrics -> loggers -> report, where the conversion builds
 # the SNN's modules and the measuring station reads the conversion's graph walk.

@@ -13,6 +13,8 @@ fastest form of the same ANN: BN folded into the convolutions, channels-last,
 warmed up once, then timed in turns (ANN, each engine, ANN, ...) ``repeats`` times, so
 that a slow spell of the machine hits all of them alike; a time is the median of its
 repeats and a ratio the median of the per-turn ratios.  CUDA timings are synchronised.
+Like a job, the bench first calls ``burstsnn.heap.keep_freed_memory`` (glibc's malloc keeps
+what a step frees), so the ANN and every engine are timed with the same allocator settings.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above the memory allocated
 before the run (reset between modes); on CPU (Linux), the growth of the process's
@@ -45,6 +47,7 @@ from torch import Tensor, nn
 
 from burstsnn.ann.models import build_model
 from burstsnn.conversion import convert, fold_bn
+from burstsnn.heap import keep_freed_memory
 from burstsnn.snn.network import SpikingNetwork
 
 IN_CHANNELS, IMAGE_SIZE, CLASSES = 1, 32, 10  # Fashion-MNIST as the experiments load it
@@ -278,6 +281,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> list[Row]:
     """Run the benchmark, print its table; returns the rows."""
     args = parse_args(argv)
+    keep_freed_memory()  # as in a job (burstsnn.heap): the ANN and the engines alike
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

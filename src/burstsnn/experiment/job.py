@@ -25,6 +25,7 @@ from burstsnn.ann.checkpoint import load_checkpoint
 from burstsnn.ann.models import build_ann
 from burstsnn.atomic import write_json_atomic
 from burstsnn.errors import ConfigError
+from burstsnn.heap import keep_freed_memory
 from burstsnn.experiment.cache import AnnCache, ann_key
 from burstsnn.experiment.callbacks import ConversionCallback, ConversionSettings
 from burstsnn.experiment.config import resolved_config, validate
@@ -157,6 +158,7 @@ def run_job(cfg: DictConfig, context: JobContext) -> dict[str, Any]:
     if cfg.skip_done and (done := finished_results(cfg, results_path)) is not None:
         log.info("skip_done: %s already holds this job's results; skipping it", results_path)
         return done
+    keep_freed_memory()  # each step's freed tensors reused, not faulted in again (burstsnn.heap)
     started = time.perf_counter()
     if cfg.trainer.num_threads is not None:
         torch.set_num_threads(cfg.trainer.num_threads)

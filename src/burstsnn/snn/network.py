@@ -245,8 +245,8 @@ class SpikingNetwork(nn.Module):
         the last layer's output current at each step (cumsum over t / t -> ANN logits).
 
         Starts from the reset state.  Runs ``chunk`` steps at a time; the result does not
-        depend on ``chunk``.  None picks by device: step by step on CPU (T·B-sized
-        activations make the time-batched form memory-bound there); elsewhere, or on CPU
+        depend on ``chunk``.  None picks by device: step by step on CPU (there the time-batched
+        form's T·B-sized buffers are mapped afresh and faulted in at every call); elsewhere, or on CPU
         when ``memory_budget`` is set, the first step alone, measuring its activations'
         peak bytes (``step_bytes``), then the largest chunks that fit the budget.
         ``last_chunk`` is the chunk used.

@@ -28,7 +28,7 @@ class BurstNeuron(nn.Module):
         v_init: initial membrane potential in units of θ, in [0, 1).
 
     State: ``v`` (membrane potential ``[B, ...]``, None after ``reset()``) carries
-    over between calls.  With ``record = True`` each call adds every neuron's spikes (a
+    over between calls; θ is read at the first call after a reset.  With ``record = True`` each call adds every neuron's spikes (a
     burst of k counts k) to ``spikes`` (``[B, ...]``), counted since the last reset:
     uint8 while no count can pass 255 (steps·Γ ≤ 255: a quarter of the memory traffic of
     float32 in every recorded step), widened to float32 (exact up to 2^24) before a call
@@ -63,6 +63,7 @@ class BurstNeuron(nn.Module):
         self.v_init = float(v_init)
         self.record = False
         self.v: Tensor | None = None
+        self._step_theta = self.threshold  # θ as the fused step takes it, set with v
         self.spikes: Tensor | None = None
         self.recorded_steps = 0
         self.num_neurons = 0
@@ -82,10 +83,16 @@ class BurstNeuron(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x: input current ``[T, B, ...]`` -> output ``[T, B, ...]`` = s·θ (or, running
         the pool it ``feeds``, that pool's output ``[T, B, C, H', W']``)."""
-        theta = self.threshold
         if self.v is None:
+            theta = self.threshold
             dtype = torch.promote_types(x.dtype, theta.dtype)
             self.v = torch.empty_like(x[0], dtype=dtype).copy_(self.v_init * theta)  # one pass, x's layout
+            if theta.dim() == 0 and x.dim() >= 3:
+                # One θ per channel, all equal: the fused step compiled for per-channel θ serves
+                # per-layer θ too (one compilation fewer per process; the same numbers).
+                theta = theta.expand(x.shape[2], *[1] * (x.dim() - 3)).contiguous()
+            self._step_theta = theta  # until the next reset
+        theta = self._step_theta
         self.num_neurons = x[0, 0].numel()
         soft = self.reset_mode == "soft"
         spikes = None
@@ -96,10 +103,6 @@ class BurstNeuron(nn.Module):
             if self.spikes.dtype == torch.uint8 and steps * self.gamma > UINT8_COUNTS:
                 self.spikes = self.spikes.to(torch.promote_types(self.v.dtype, torch.float32))
             spikes, self.recorded_steps = self.spikes, steps
-        if theta.dim() == 0 and x.dim() >= 3:
-            # One θ per channel, all equal: the fused step compiled for per-channel θ serves
-            # per-layer θ too (one compilation fewer per process; the same numbers).
-            theta = theta.expand(x.shape[2], *[1] * (x.dim() - 3)).contiguous()
         pool = self.feeds[0] if self.feeds else None
         if pool is None:
             out = torch.empty_like(x)
