@@ -167,6 +167,56 @@ def test_neurons_feeding_an_lipool_alone_run_it_unless_a_hook_watches(case, monk
         assert {id(p) for p in ran} == {id(p) for _, p in linked[1:]}
 
 
+def test_neurons_fed_by_a_layer_alone_write_over_its_output_unless_a_hook_watches(case, monkeypatch):
+    """A neuron called on a convolution's (or linear layer's) output that nothing else reads,
+    computed at every step, writes its output over it: not the first neuron (its input is the
+    time-constant prefix's, reused by every step). A forward hook on the layer or on the neuron
+    makes it write a buffer of its own (the hook keeps what it saw). Results equal the reference
+    both ways."""
+    snn, x, expected = case
+    graph = snn.net.graph
+    neurons = dict(snn.neurons())
+    fed_alone = []
+    for node in graph.nodes:
+        if node.target in neurons:
+            (source,) = node.args
+            layer = snn.net.get_submodule(source.target) if source.op == "call_module" else None
+            if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)) and len(source.users) == 1:
+                fed_alone.append((source.target, node.target))
+    first_neuron = next(node.target for node in graph.nodes if node.target in neurons)
+    overwriting = [(layer, name) for layer, name in fed_alone if name != first_neuron]
+    assert overwriting  # SmallCNN: the neuron before its second pool; ResidualCNN: the block's first
+    snn(x, 1)
+    assert [name for name, n in neurons.items() if n.overwrites_input] == [name for _, name in overwriting]
+
+    wrote_over = []
+    forward = BurstNeuron.forward
+
+    def spy(neuron, current):
+        out = forward(neuron, current)
+        wrote_over.append(out.data_ptr() == current.data_ptr())
+        return out
+
+    monkeypatch.setattr(BurstNeuron, "forward", spy)
+    assert_identical(simulate(snn, x, T, None), expected)
+    unfused = [name for _, name in overwriting if not neurons[name].feeds]
+    assert unfused == (["relu"] if "relu" in neurons else [])  # SmallCNN's runs its LIPool instead
+    assert sum(wrote_over) == T * len(unfused)
+
+    layer_name, name = overwriting[-1]
+    layer, neuron = snn.net.get_submodule(layer_name), snn.net.get_submodule(name)  # neuron: its MultiStep
+    for watch in (lambda kept: layer.register_forward_hook(lambda m, i, o: kept.append((o, o.clone()))),
+                  lambda kept: neuron.register_forward_pre_hook(lambda m, i: kept.append((i[0], i[0].clone())))):
+        kept = []
+        handle = watch(kept)
+        try:
+            assert_identical(simulate(snn, x, T, None), expected)
+        finally:
+            handle.remove()
+        assert not neurons[name].overwrites_input
+        assert len(kept) == T and all(torch.equal(seen, copy) for seen, copy in kept)  # as the hook saw it
+
+
 def test_auto_chunk_is_step_by_step_on_cpu(case):
     snn, x, expected = case
     assert_identical(simulate(snn, x, T, None), expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
@@ -64,6 +65,40 @@ def _watched(neuron: MultiStep, pool: MultiStep) -> bool:
     )
 
 
+# Layers whose output is a new tensor at every call (a neuron may write over it).
+FRESH_OUTPUT_LAYERS = (nn.Conv2d, nn.Linear)
+
+
+def _neurons_overwriting_their_input(gm: fx.GraphModule, stateful: set[str]) -> list[tuple[nn.Module, MultiStep]]:
+    """(layer, neuron) pairs of ``gm``'s modules: a neuron called once on the output of a
+    convolution or linear layer that nothing else reads and that is computed at every step (not
+    by the time-constant prefix, whose values every step reuses)."""
+    nodes = list(gm.graph.nodes)
+    dynamic = _time_dependent(nodes[:-1], stateful)
+    calls = Counter(node.target for node in nodes if node.op == "call_module")
+    pairs = []
+    for node in nodes:
+        if node.op != "call_module" or calls[node.target] != 1 or len(node.args) != 1 or node.kwargs:
+            continue
+        neuron, (source,) = gm.get_submodule(node.target), node.args
+        if not (isinstance(neuron, MultiStep) and isinstance(neuron.module, BurstNeuron)):
+            continue
+        if (isinstance(source, fx.Node) and source.op == "call_module" and source in dynamic
+                and len(source.users) == 1 and isinstance(gm.get_submodule(source.target), FRESH_OUTPUT_LAYERS)):
+            pairs.append((gm.get_submodule(source.target), neuron))
+    return pairs
+
+
+def _overwrite_watched(layer: nn.Module, neuron: MultiStep) -> bool:
+    """Whether a hook may hold on to what ``layer`` passes to ``neuron``: a forward hook of the
+    layer, any forward hook of the neuron (or its MultiStep), or a global one."""
+    return bool(
+        _global_forward_hooks or _global_forward_pre_hooks or layer._forward_hooks
+        or neuron._forward_hooks or neuron.module._forward_hooks
+        or neuron._forward_pre_hooks or neuron.module._forward_pre_hooks
+    )
+
+
 def _repeat(value: object, steps: int, fresh: bool) -> object:
     """[B, ...] -> [steps·B, ...] (the same input current at every step); ``fresh``: never
     a view of ``value`` (the rest modifies it in place)."""
@@ -71,6 +106,16 @@ def _repeat(value: object, steps: int, fresh: bool) -> object:
         return value
     repeated = value.unsqueeze(0).expand(steps, *value.shape).reshape(-1, *value.shape[1:])
     return repeated.clone() if fresh and steps == 1 else repeated  # steps > 1: reshape copied
+
+
+def _time_dependent(nodes: list[fx.Node], stateful: set[str]) -> set[fx.Node]:
+    """The nodes (in graph order) whose values change from step to step: the calls of the
+    stateful modules ``stateful`` and all that depends on them."""
+    dynamic: set[fx.Node] = set()
+    for node in nodes:
+        if (node.op == "call_module" and node.target in stateful) or any(arg in dynamic for arg in node.all_input_nodes):
+            dynamic.add(node)
+    return dynamic
 
 
 def _split(gm: fx.GraphModule, stateful: set[str]) -> tuple[fx.GraphModule, fx.GraphModule, set[int]]:
@@ -85,14 +130,10 @@ def _split(gm: fx.GraphModule, stateful: set[str]) -> tuple[fx.GraphModule, fx.G
     """
     nodes = list(gm.graph.nodes)
     output = nodes[-1]
-    dynamic: set[fx.Node] = set()
+    dynamic = _time_dependent(nodes[:-1], stateful)
     batched: set[fx.Node] = set()
     for node in nodes[:-1]:
-        if (node.op == "call_module" and node.target in stateful) or any(
-            arg in dynamic for arg in node.all_input_nodes
-        ):
-            dynamic.add(node)
-        elif node.op == "placeholder" or any(arg in batched for arg in node.all_input_nodes):
+        if node not in dynamic and (node.op == "placeholder" or any(arg in batched for arg in node.all_input_nodes)):
             batched.add(node)
     frontier = [n for n in nodes[:-1] if n in batched and any(u in dynamic or u is output for u in n.users)]
     constants: set[fx.Node] = set()
@@ -200,6 +241,7 @@ class SpikingNetwork(nn.Module):
         stateful = {name for name, m in graph.named_modules() if isinstance(m, MultiStep)}
         self._stepped = [m for name, m in graph.named_modules() if isinstance(m, MultiStep)]
         self._pooling_neurons = _neurons_feeding_a_pool_alone(graph)
+        self._overwriting_neurons = _neurons_overwriting_their_input(graph, stateful)
         # Not registered as submodules: they share graph's modules.
         *self._parts, self._fresh = _split(graph, stateful)
         self.memory_budget: int | None = None
@@ -261,6 +303,8 @@ class SpikingNetwork(nn.Module):
         self.reset()
         for neuron, pool in self._pooling_neurons:  # the neuron runs the pool's steps, unwatched
             neuron.module.feeds = () if _watched(neuron, pool) else (pool.module,)
+        for layer, neuron in self._overwriting_neurons:  # its output over its input, unwatched
+            neuron.module.overwrites_input = not _overwrite_watched(layer, neuron)
         outputs, start = [], 0
         with torch.inference_mode():
             static = prefix(x)

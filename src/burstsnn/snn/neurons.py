@@ -28,8 +28,9 @@ class BurstNeuron(nn.Module):
         v_init: initial membrane potential in units of θ, in [0, 1).
 
     State: ``v`` (membrane potential ``[B, ...]``, None after ``reset()``) carries
-    over between calls; θ is read at the first call after a reset.  With ``record = True`` each call adds every neuron's spikes (a
-    burst of k counts k) to ``spikes`` (``[B, ...]``), counted since the last reset:
+    over between calls; θ is read at the first call after a reset.  With ``record = True``
+    each call adds every neuron's spikes (a burst of k counts k) to ``spikes`` (``[B, ...]``),
+    counted since the last reset:
     uint8 while no count can pass 255 (steps·Γ ≤ 255: a quarter of the memory traffic of
     float32 in every recorded step), widened to float32 (exact up to 2^24) before a call
     that could pass it; ``spike_count()`` is their total.  ``num_neurons`` is the number of
@@ -41,6 +42,11 @@ class BurstNeuron(nn.Module):
     s·θ to the pool's cumulative input in the same pass, and the pool's output is returned
     instead (the pool passes it on).  Same numbers, one full-size tensor fewer written and
     read per step.
+
+    ``overwrites_input``: whether the output is written over the input current ``x`` (which
+    nobody reads afterwards: ``SpikingNetwork`` sets it before each forward, for a neuron fed by
+    a convolution or linear layer alone, unless a hook could hold on to that input).  Same
+    numbers, one full-size buffer fewer per step.
     """
 
     def __init__(
@@ -68,6 +74,7 @@ class BurstNeuron(nn.Module):
         self.recorded_steps = 0
         self.num_neurons = 0
         self.feeds: tuple[LIPool, ...] = ()  # in a tuple: the pool is not a submodule of the neuron
+        self.overwrites_input = False
 
     def extra_repr(self) -> str:
         theta = self.threshold
@@ -105,7 +112,7 @@ class BurstNeuron(nn.Module):
             spikes, self.recorded_steps = self.spikes, steps
         pool = self.feeds[0] if self.feeds else None
         if pool is None:
-            out = torch.empty_like(x)
+            out = x if self.overwrites_input else torch.empty_like(x)
             for t in range(x.shape[0]):
                 fused_burst_step(self.v, x[t], theta, self.gamma, out[t], soft, spikes, None)
             return out
