@@ -119,6 +119,18 @@ def assert_identical(engine, expected, step_by_step: bool = True):
     assert sum(s.sum() for s in spikes.values()) > 0
 
 
+def assert_identical_watched(snn, x, expected, watch) -> list:
+    """assert_identical for a run of ``snn`` while the hook that ``watch(seen)`` registers (it
+    returns its handle) is in place; returns ``seen``, what the hook put there."""
+    seen: list = []
+    handle = watch(seen)
+    try:
+        assert_identical(simulate(snn, x, T, None), expected)
+    finally:
+        handle.remove()
+    return seen
+
+
 @pytest.fixture(params=["compiled", "eager"])
 def compiled(request, monkeypatch):
     """Runs the test with the fused (torch.compile) step kernels and with eager ops."""
@@ -157,12 +169,7 @@ def test_neurons_feeding_an_lipool_alone_run_it_unless_a_hook_watches(case, monk
     for watch in (lambda seen: neuron.register_forward_hook(lambda m, i, o: seen.append(o.shape[1:])),
                   lambda seen: pool.register_forward_pre_hook(lambda m, i: seen.append(i[0].shape[1:]))):
         ran.clear()
-        seen = []
-        handle = watch(seen)
-        try:
-            assert_identical(simulate(snn, x, T, None), expected)
-        finally:
-            handle.remove()
+        seen = assert_identical_watched(snn, x, expected, watch)
         assert seen == [neurons[name].v.shape[1:]] * T  # the neuron's [C, H, W], not the pool's
         assert {id(p) for p in ran} == {id(p) for _, p in linked[1:]}
 
@@ -207,12 +214,7 @@ def test_neurons_fed_by_a_layer_alone_write_over_its_output_unless_a_hook_watche
     layer, neuron = snn.net.get_submodule(layer_name), snn.net.get_submodule(name)  # neuron: its MultiStep
     for watch in (lambda kept: layer.register_forward_hook(lambda m, i, o: kept.append((o, o.clone()))),
                   lambda kept: neuron.register_forward_pre_hook(lambda m, i: kept.append((i[0], i[0].clone())))):
-        kept = []
-        handle = watch(kept)
-        try:
-            assert_identical(simulate(snn, x, T, None), expected)
-        finally:
-            handle.remove()
+        kept = assert_identical_watched(snn, x, expected, watch)
         assert not neurons[name].overwrites_input
         assert len(kept) == T and all(torch.equal(seen, copy) for seen, copy in kept)  # as the hook saw it
 
