@@ -25,13 +25,13 @@ from burstsnn.ann.checkpoint import load_checkpoint
 from burstsnn.ann.models import build_ann
 from burstsnn.atomic import write_json_atomic
 from burstsnn.errors import ConfigError
-from burstsnn.heap import keep_freed_memory
 from burstsnn.experiment.cache import AnnCache, ann_key
 from burstsnn.experiment.callbacks import ConversionCallback, ConversionSettings
 from burstsnn.experiment.config import resolved_config, validate
 from burstsnn.experiment.context import JobContext
 from burstsnn.experiment.summary import print_summary
 from burstsnn.experiment.tracking import build_logger, close_logger, log_results
+from burstsnn.heap import keep_freed_memory
 from burstsnn.measure.frontier import t_within
 from burstsnn.rules import theta_scale_value
 
