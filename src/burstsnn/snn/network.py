@@ -33,36 +33,31 @@ class MultiStep(nn.Module):
         return y.flatten(0, 1)
 
 
+def _called_once(gm: fx.GraphModule) -> dict[fx.Node, nn.Module]:
+    """``gm``'s call_module nodes whose module no other node calls -> that module."""
+    calls = Counter(node.target for node in gm.graph.nodes if node.op == "call_module")
+    return {node: gm.get_submodule(node.target) for node in gm.graph.nodes
+            if node.op == "call_module" and calls[node.target] == 1}
+
+
+def _stepped(module: nn.Module, kind: type) -> bool:
+    """Whether ``module`` is a MultiStep around a ``kind``."""
+    return isinstance(module, MultiStep) and isinstance(module.module, kind)
+
+
 def _neurons_feeding_a_pool_alone(gm: fx.GraphModule) -> list[tuple[MultiStep, MultiStep]]:
     """(neuron, LIPool) pairs of ``gm``'s modules, each called once, where the pool is the only
     user of the neuron's output."""
-    calls: dict[str, int] = {}
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
+    once = _called_once(gm)
     pairs = []
-    for node in gm.graph.nodes:
-        if node.op != "call_module" or calls[node.target] != 1 or len(node.users) != 1:
+    for node, neuron in once.items():
+        if not _stepped(neuron, BurstNeuron) or len(node.users) != 1:
             continue
         (user,) = node.users
-        if user.op != "call_module" or calls[user.target] != 1 or user.args != (node,) or user.kwargs:
-            continue
-        neuron, pool = gm.get_submodule(node.target), gm.get_submodule(user.target)
-        if (isinstance(neuron, MultiStep) and isinstance(neuron.module, BurstNeuron)
-                and isinstance(pool, MultiStep) and isinstance(pool.module, LIPool)):
+        pool = once.get(user)
+        if pool is not None and user.args == (node,) and not user.kwargs and _stepped(pool, LIPool):
             pairs.append((neuron, pool))
     return pairs
-
-
-def _watched(neuron: MultiStep, pool: MultiStep) -> bool:
-    """Whether a hook may look at what passes from ``neuron`` to ``pool``: a forward hook of
-    the neuron, any forward hook of the pool (each module or its MultiStep), or a global one."""
-    return bool(
-        _global_forward_hooks or _global_forward_pre_hooks
-        or neuron._forward_hooks or neuron.module._forward_hooks
-        or pool._forward_hooks or pool.module._forward_hooks
-        or pool._forward_pre_hooks or pool.module._forward_pre_hooks
-    )
 
 
 # Layers whose output is a new tensor at every call (a neuron may write over it).
@@ -73,30 +68,36 @@ def _neurons_overwriting_their_input(gm: fx.GraphModule, stateful: set[str]) -> 
     """(layer, neuron) pairs of ``gm``'s modules: a neuron called once on the output of a
     convolution or linear layer that nothing else reads and that is computed at every step (not
     by the time-constant prefix, whose values every step reuses)."""
-    nodes = list(gm.graph.nodes)
-    dynamic = _time_dependent(nodes[:-1], stateful)
-    calls = Counter(node.target for node in nodes if node.op == "call_module")
+    dynamic = _time_dependent(list(gm.graph.nodes)[:-1], stateful)
     pairs = []
-    for node in nodes:
-        if node.op != "call_module" or calls[node.target] != 1 or len(node.args) != 1 or node.kwargs:
+    for node, neuron in _called_once(gm).items():
+        if not _stepped(neuron, BurstNeuron) or len(node.args) != 1 or node.kwargs:
             continue
-        neuron, (source,) = gm.get_submodule(node.target), node.args
-        if not (isinstance(neuron, MultiStep) and isinstance(neuron.module, BurstNeuron)):
-            continue
-        if (isinstance(source, fx.Node) and source.op == "call_module" and source in dynamic
-                and len(source.users) == 1 and isinstance(gm.get_submodule(source.target), FRESH_OUTPUT_LAYERS)):
-            pairs.append((gm.get_submodule(source.target), neuron))
+        (source,) = node.args
+        if isinstance(source, fx.Node) and source.op == "call_module" and source in dynamic and len(source.users) == 1:
+            layer = gm.get_submodule(source.target)
+            if isinstance(layer, FRESH_OUTPUT_LAYERS):
+                pairs.append((layer, neuron))
     return pairs
+
+
+def _hooked(forward: tuple[nn.Module, ...], pre: tuple[nn.Module, ...]) -> bool:
+    """Whether a global forward (pre-)hook is set, a forward hook of a module in ``forward``,
+    or a forward pre-hook of one in ``pre``."""
+    return bool(_global_forward_hooks or _global_forward_pre_hooks
+                or any(m._forward_hooks for m in forward) or any(m._forward_pre_hooks for m in pre))
+
+
+def _watched(neuron: MultiStep, pool: MultiStep) -> bool:
+    """Whether a hook may look at what passes from ``neuron`` to ``pool``: a forward hook of
+    the neuron, any forward hook of the pool (each module or its MultiStep), or a global one."""
+    return _hooked(forward=(neuron, neuron.module, pool, pool.module), pre=(pool, pool.module))
 
 
 def _overwrite_watched(layer: nn.Module, neuron: MultiStep) -> bool:
     """Whether a hook may hold on to what ``layer`` passes to ``neuron``: a forward hook of the
     layer, any forward hook of the neuron (or its MultiStep), or a global one."""
-    return bool(
-        _global_forward_hooks or _global_forward_pre_hooks or layer._forward_hooks
-        or neuron._forward_hooks or neuron.module._forward_hooks
-        or neuron._forward_pre_hooks or neuron.module._forward_pre_hooks
-    )
+    return _hooked(forward=(layer, neuron, neuron.module), pre=(neuron, neuron.module))
 
 
 def _repeat(value: object, steps: int, fresh: bool) -> object:
